@@ -1,0 +1,1 @@
+"""The core: number formats, granularity, rounding, specs, and quantize / dequantize / fake_quantize."""

@@ -1,0 +1,422 @@
+/*
+ * Fused CPU kernels for quantscope (plain C, loaded with ctypes; no Python or torch headers needed).
+ *
+ * Each kernel does in one pass what the torch reference in grid.py does with a chain of tensor ops,
+ * with the same float32 arithmetic in the same order, so results are bit-identical (tested).
+ *
+ *   int:   q = clamp(round(x * (1/s)) + z, qmin, qmax);   fake: (q - z) * s      (torch's formula)
+ *   float: step = 2^(clamp(floor(log2|y|), emin, emax) - M);  q = round(|y| / step) * step
+ *   mx:    s = 2^(floor(log2 amax) - emax_elem) per block;   element = round_to_format(x / s)
+ *
+ * Work is described by a region of the (outer, length, inner) view used by granularity.py; Python
+ * splits the tensor into one region per thread and calls these functions without the GIL.
+ * Every kernel returns the number of non-finite inputs it saw (rejected or passed through by Python).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define QS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define QS_CLONES
+#endif
+
+typedef struct {
+    int64_t outer, length, inner, group;
+    int64_t p_outer, p_inner;
+    int64_t o_begin, o_end, k_begin, k_end;
+} qs_region;
+
+typedef struct {
+    int32_t exp_bits, man_bits, bias, emin, emax;
+    int32_t special; /* 0 ieee, 1 fn, 2 none */
+    float max_value;
+} qs_float_format;
+
+enum { R_NEAREST_EVEN = 0, R_NEAREST_AWAY = 1, R_FLOOR = 2, R_CEIL = 3, R_TOWARD_ZERO = 4 };
+enum { C_F32 = 0, C_I8 = 1, C_U8 = 2, C_I16 = 3, C_I32 = 4 };
+enum { O_SATURATE = 0, O_NONSATURATING = 1 };
+
+static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline int finite_f(float v) { return fabsf(v) <= FLT_MAX; }
+
+/* 2^k for integer k in [-149, 127], exact (subnormal powers of two included) */
+static inline float pow2i(int32_t k) {
+    return k >= -126 ? u2f((uint32_t)(k + 127) << 23) : u2f(1u << (k + 149));
+}
+
+/* ----- rounding of signed values (int path) ---------------------------------------------------- */
+static inline float rnd_ne(float t) { return nearbyintf(t); }
+static inline float rnd_na(float t) {
+    float r = truncf(t);
+    return r + (fabsf(t - r) >= 0.5f ? copysignf(1.0f, t) : 0.0f);
+}
+static inline float rnd_fl(float t) { return floorf(t); }
+static inline float rnd_ce(float t) { return ceilf(t); }
+static inline float rnd_tz(float t) { return truncf(t); }
+
+/* ----- rounding of magnitudes t >= 0 of numbers with sign `neg` (float path) ------------------- */
+static inline float mag_ne(float t, int neg) { (void)neg; return nearbyintf(t); }
+static inline float mag_na(float t, int neg) { (void)neg; float r = truncf(t); return r + (t - r >= 0.5f ? 1.0f : 0.0f); }
+static inline float mag_fl(float t, int neg) { return neg ? ceilf(t) : truncf(t); }
+static inline float mag_ce(float t, int neg) { return neg ? truncf(t) : ceilf(t); }
+static inline float mag_tz(float t, int neg) { (void)neg; return truncf(t); }
+/* does the mode never increase the magnitude? (IEEE: overflow then gives the largest finite) */
+static inline int down_ne(int neg) { (void)neg; return 0; }
+static inline int down_na(int neg) { (void)neg; return 0; }
+static inline int down_fl(int neg) { return !neg; }
+static inline int down_ce(int neg) { return neg; }
+static inline int down_tz(int neg) { (void)neg; return 1; }
+
+/* round y onto the grid of a float format; overflow: saturate or IEEE/OCP non-saturating */
+#define FGRID(NAME, MAG, DOWN)                                                                       \
+    static inline float fgrid_##NAME(float y, const qs_float_format *f, int overflow) {              \
+        const float a = fabsf(y);                                                                    \
+        const int neg = (f2u(y) >> 31) != 0;                                                         \
+        int32_t e = (int32_t)(f2u(a) >> 23) - 127;                                                   \
+        e = e < f->emin ? f->emin : (e > f->emax ? f->emax : e);                                     \
+        const float step = pow2i(e - f->man_bits);                                                   \
+        float q = MAG(a / step, neg) * step;                                                         \
+        if (q > f->max_value) {                                                                      \
+            const float special = f->special == 0 ? INFINITY : NAN;                                  \
+            q = (overflow == O_SATURATE || DOWN(neg)) ? f->max_value : special;                      \
+        }                                                                                            \
+        return copysignf(q, y);                                                                      \
+    }
+FGRID(ne, mag_ne, down_ne)
+FGRID(na, mag_na, down_na)
+FGRID(fl, mag_fl, down_fl)
+FGRID(ce, mag_ce, down_ce)
+FGRID(tz, mag_tz, down_tz)
+
+/* bit pattern of a value already on the grid of f */
+static inline uint32_t fencode(float q, const qs_float_format *f) {
+    const uint32_t b = f2u(q), sign = b >> 31, ab = b & 0x7fffffffu;
+    const int E = f->exp_bits, M = f->man_bits;
+    const uint32_t top = (1u << E) - 1;
+    uint32_t body;
+    if (ab >= 0x7f800000u) { /* Inf or NaN */
+        const int is_nan = ab > 0x7f800000u;
+        if (f->special == 0) body = (top << M) | (is_nan ? (1u << (M > 0 ? M - 1 : 0)) : 0u);
+        else body = (top << M) | ((1u << M) - 1);
+    } else {
+        const int32_t e = (int32_t)(ab >> 23) - 127;
+        if (e < f->emin) body = (uint32_t)(u2f(ab) / pow2i(f->emin - M));
+        else body = ((uint32_t)(e + f->bias) << M) | ((ab >> (23 - M)) & ((1u << M) - 1));
+    }
+    return (sign << (E + M)) | body;
+}
+
+/* ----- generic driver: walk a region, calling a run function per stretch sharing parameters ---- */
+typedef struct {
+    float qmin, qmax;
+    int overflow, passthrough;
+    const qs_float_format *fmt;
+    const float *lut;
+    int64_t bad;
+} qs_ctx;
+
+typedef void (*run_s_fn)(const void *x, void *out, int64_t off, int64_t n, float s, int32_t z, qs_ctx *c);
+typedef void (*run_v_fn)(const void *x, void *out, int64_t off, int64_t n, const float *s, const int32_t *z,
+                         qs_ctx *c);
+
+static void drive(const void *x, void *out, const qs_region *r, const float *scale, const int32_t *zp,
+                  run_s_fn rs, run_v_fn rv, qs_ctx *c) {
+    const int64_t L = r->length, I = r->inner, G = r->group, NG = (L + G - 1) / G, PI = r->p_inner;
+    for (int64_t o = r->o_begin; o < r->o_end; ++o) {
+        const int64_t pbase = (r->p_outer == 1 ? 0 : o) * NG;
+        const int64_t row = o * L * I;
+        if (I == 1 && G == 1 && NG > 1 && scale) { /* a parameter per element of the row */
+            rv(x, out, row + r->k_begin, r->k_end - r->k_begin, scale + pbase + r->k_begin,
+               zp ? zp + pbase + r->k_begin : NULL, c);
+        } else if (I == 1) { /* runs of up to G contiguous elements share parameters */
+            for (int64_t k = r->k_begin; k < r->k_end;) {
+                const int64_t g = k / G, ke = (g + 1) * G < r->k_end ? (g + 1) * G : r->k_end;
+                rs(x, out, row + k, ke - k, scale ? scale[pbase + g] : 1.0f, zp ? zp[pbase + g] : 0, c);
+                k = ke;
+            }
+        } else {
+            for (int64_t k = r->k_begin; k < r->k_end; ++k) {
+                const int64_t g = k / G, p = (pbase + g) * PI;
+                if (PI == 1 || !scale) rs(x, out, row + k * I, I, scale ? scale[p] : 1.0f, zp ? zp[p] : 0, c);
+                else rv(x, out, row + k * I, I, scale + p, zp ? zp + p : NULL, c);
+            }
+        }
+    }
+}
+
+/* ----- integer quantization: runs for every rounding mode x output type ------------------------ */
+#define STORE_F32(o, q, zf, s, v) o = (c->passthrough && !finite_f(v)) ? (v) : ((q) - (zf)) * (s)
+#define STORE_CODE(o, q, zf, s, v) o = (q)
+
+#define INT_RUNS(RN, ROUND, OT, ON, STORE)                                                            \
+    QS_CLONES static void int_s_##RN##_##ON(const void *x_, void *o_, int64_t off, int64_t n, float s,  \
+                                            int32_t z, qs_ctx *c) {                                  \
+        const float *x = (const float *)x_ + off;                                                    \
+        OT *out = (OT *)o_ + off;                                                                    \
+        const float inv = 1.0f / s, zf = (float)z, lo = c->qmin, hi = c->qmax;                      \
+        int64_t bad = 0;                                                                             \
+        for (int64_t i = 0; i < n; ++i) {                                                            \
+            const float v = x[i];                                                                    \
+            const float w = finite_f(v) ? v : 0.0f;                                                  \
+            float q = ROUND(w * inv) + zf;                                                           \
+            q = q < lo ? lo : q;                                                                     \
+            q = q > hi ? hi : q;                                                                     \
+            STORE(out[i], q, zf, s, v);                                                              \
+            bad += !finite_f(v);                                                                     \
+        }                                                                                            \
+        c->bad += bad;                                                                               \
+    }                                                                                                \
+    QS_CLONES static void int_v_##RN##_##ON(const void *x_, void *o_, int64_t off, int64_t n,         \
+                                            const float *sp, const int32_t *zp, qs_ctx *c) {         \
+        const float *x = (const float *)x_ + off;                                                    \
+        OT *out = (OT *)o_ + off;                                                                    \
+        const float lo = c->qmin, hi = c->qmax;                                                      \
+        int64_t bad = 0;                                                                             \
+        for (int64_t i = 0; i < n; ++i) {                                                            \
+            const float v = x[i], s = sp[i], inv = 1.0f / s, zf = zp ? (float)zp[i] : 0.0f;          \
+            const float w = finite_f(v) ? v : 0.0f;                                                  \
+            float q = ROUND(w * inv) + zf;                                                           \
+            q = q < lo ? lo : q;                                                                     \
+            q = q > hi ? hi : q;                                                                     \
+            STORE(out[i], q, zf, s, v);                                                              \
+            bad += !finite_f(v);                                                                     \
+        }                                                                                            \
+        c->bad += bad;                                                                               \
+    }
+
+#define INT_RUNS_ALL_TYPES(RN, ROUND)                          \
+    INT_RUNS(RN, ROUND, float, f32, STORE_F32)                 \
+    INT_RUNS(RN, ROUND, int8_t, i8, STORE_CODE)                \
+    INT_RUNS(RN, ROUND, uint8_t, u8, STORE_CODE)               \
+    INT_RUNS(RN, ROUND, int16_t, i16, STORE_CODE)              \
+    INT_RUNS(RN, ROUND, int32_t, i32, STORE_CODE)
+INT_RUNS_ALL_TYPES(ne, rnd_ne)
+INT_RUNS_ALL_TYPES(na, rnd_na)
+INT_RUNS_ALL_TYPES(fl, rnd_fl)
+INT_RUNS_ALL_TYPES(ce, rnd_ce)
+INT_RUNS_ALL_TYPES(tz, rnd_tz)
+
+#define RUN_TABLE_ROW(KIND, RN) {KIND##_##RN##_f32, KIND##_##RN##_i8, KIND##_##RN##_u8, KIND##_##RN##_i16, KIND##_##RN##_i32}
+static const run_s_fn INT_S[5][5] = {RUN_TABLE_ROW(int_s, ne), RUN_TABLE_ROW(int_s, na), RUN_TABLE_ROW(int_s, fl),
+                                     RUN_TABLE_ROW(int_s, ce), RUN_TABLE_ROW(int_s, tz)};
+static const run_v_fn INT_V[5][5] = {RUN_TABLE_ROW(int_v, ne), RUN_TABLE_ROW(int_v, na), RUN_TABLE_ROW(int_v, fl),
+                                     RUN_TABLE_ROW(int_v, ce), RUN_TABLE_ROW(int_v, tz)};
+
+/* ----- float-format quantization ---------------------------------------------------------------- */
+#define FSTORE_F32(o, q, s, v) o = (c->passthrough && !finite_f(v)) ? (v) : (q) * (s)
+#define FSTORE_U8(o, q, s, v) o = (uint8_t)fencode(q, f)
+#define FSTORE_I16(o, q, s, v) o = (int16_t)(uint16_t)fencode(q, f)
+
+#define FLOAT_RUNS(RN, OT, ON, STORE)                                                                 \
+    QS_CLONES static void flt_s_##RN##_##ON(const void *x_, void *o_, int64_t off, int64_t n, float s,  \
+                                            int32_t z, qs_ctx *c) {                                  \
+        (void)z;                                                                                     \
+        const float *x = (const float *)x_ + off;                                                    \
+        OT *out = (OT *)o_ + off;                                                                    \
+        const qs_float_format *f = c->fmt;                                                           \
+        const float inv = 1.0f / s;                                                                  \
+        const int ov = c->overflow;                                                                  \
+        int64_t bad = 0;                                                                             \
+        for (int64_t i = 0; i < n; ++i) {                                                            \
+            const float v = x[i];                                                                    \
+            const float q = fgrid_##RN((finite_f(v) ? v : 0.0f) * inv, f, ov);                       \
+            STORE(out[i], q, s, v);                                                                  \
+            bad += !finite_f(v);                                                                     \
+        }                                                                                            \
+        c->bad += bad;                                                                               \
+    }                                                                                                \
+    QS_CLONES static void flt_v_##RN##_##ON(const void *x_, void *o_, int64_t off, int64_t n,         \
+                                            const float *sp, const int32_t *zp, qs_ctx *c) {         \
+        (void)zp;                                                                                    \
+        const float *x = (const float *)x_ + off;                                                    \
+        OT *out = (OT *)o_ + off;                                                                    \
+        const qs_float_format *f = c->fmt;                                                           \
+        const int ov = c->overflow;                                                                  \
+        int64_t bad = 0;                                                                             \
+        for (int64_t i = 0; i < n; ++i) {                                                            \
+            const float v = x[i], s = sp[i];                                                         \
+            const float q = fgrid_##RN((finite_f(v) ? v : 0.0f) * (1.0f / s), f, ov);                \
+            STORE(out[i], q, s, v);                                                                  \
+            bad += !finite_f(v);                                                                     \
+        }                                                                                            \
+        c->bad += bad;                                                                               \
+    }
+
+#define FLOAT_RUNS_ALL_TYPES(RN)                   \
+    FLOAT_RUNS(RN, float, f32, FSTORE_F32)         \
+    FLOAT_RUNS(RN, uint8_t, u8, FSTORE_U8)         \
+    FLOAT_RUNS(RN, int16_t, i16, FSTORE_I16)
+FLOAT_RUNS_ALL_TYPES(ne)
+FLOAT_RUNS_ALL_TYPES(na)
+FLOAT_RUNS_ALL_TYPES(fl)
+FLOAT_RUNS_ALL_TYPES(ce)
+FLOAT_RUNS_ALL_TYPES(tz)
+
+#define FRUN_ROW(KIND, RN) {KIND##_##RN##_f32, NULL, KIND##_##RN##_u8, KIND##_##RN##_i16, NULL}
+static const run_s_fn FLT_S[5][5] = {FRUN_ROW(flt_s, ne), FRUN_ROW(flt_s, na), FRUN_ROW(flt_s, fl),
+                                     FRUN_ROW(flt_s, ce), FRUN_ROW(flt_s, tz)};
+static const run_v_fn FLT_V[5][5] = {FRUN_ROW(flt_v, ne), FRUN_ROW(flt_v, na), FRUN_ROW(flt_v, fl),
+                                     FRUN_ROW(flt_v, ce), FRUN_ROW(flt_v, tz)};
+
+/* ----- dequantization of codes ---------------------------------------------------------------- */
+#define DEQ_INT_RUNS(CT, CN)                                                                          \
+    QS_CLONES static void dq_s_##CN(const void *x_, void *o_, int64_t off, int64_t n, float s, int32_t z, \
+                                    qs_ctx *c) {                                                     \
+        (void)c;                                                                                     \
+        const CT *q = (const CT *)x_ + off;                                                          \
+        float *out = (float *)o_ + off;                                                              \
+        const float zf = (float)z;                                                                   \
+        for (int64_t i = 0; i < n; ++i) out[i] = ((float)q[i] - zf) * s;                             \
+    }                                                                                                \
+    QS_CLONES static void dq_v_##CN(const void *x_, void *o_, int64_t off, int64_t n, const float *sp,  \
+                                    const int32_t *zp, qs_ctx *c) {                                  \
+        (void)c;                                                                                     \
+        const CT *q = (const CT *)x_ + off;                                                          \
+        float *out = (float *)o_ + off;                                                              \
+        for (int64_t i = 0; i < n; ++i) out[i] = ((float)q[i] - (zp ? (float)zp[i] : 0.0f)) * sp[i]; \
+    }
+DEQ_INT_RUNS(int8_t, i8)
+DEQ_INT_RUNS(uint8_t, u8)
+DEQ_INT_RUNS(int16_t, i16)
+DEQ_INT_RUNS(int32_t, i32)
+
+/* table dequantization (float formats and codebooks): out = lut[code] * s */
+#define DEQ_LUT_RUNS(CT, CN, MASK)                                                                    \
+    QS_CLONES static void dl_s_##CN(const void *x_, void *o_, int64_t off, int64_t n, float s, int32_t z, \
+                                    qs_ctx *c) {                                                     \
+        (void)z;                                                                                     \
+        const CT *q = (const CT *)x_ + off;                                                          \
+        float *out = (float *)o_ + off;                                                              \
+        const float *lut = c->lut;                                                                   \
+        for (int64_t i = 0; i < n; ++i) out[i] = lut[(uint32_t)q[i] & MASK] * s;                     \
+    }                                                                                                \
+    QS_CLONES static void dl_v_##CN(const void *x_, void *o_, int64_t off, int64_t n, const float *sp,  \
+                                    const int32_t *zp, qs_ctx *c) {                                  \
+        (void)zp;                                                                                    \
+        const CT *q = (const CT *)x_ + off;                                                          \
+        float *out = (float *)o_ + off;                                                              \
+        const float *lut = c->lut;                                                                   \
+        for (int64_t i = 0; i < n; ++i) out[i] = lut[(uint32_t)q[i] & MASK] * sp[i];                 \
+    }
+DEQ_LUT_RUNS(uint8_t, u8, 0xffu)
+DEQ_LUT_RUNS(int16_t, i16, 0xffffu)
+DEQ_LUT_RUNS(int32_t, i32, 0xffffu)
+
+/* ----- exported entry points ------------------------------------------------------------------ */
+static int valid_rounding(int rounding) { return rounding >= 0 && rounding < 5; }
+
+int64_t qs_int_quant(const float *x, void *out, int out_type, const qs_region *r, const float *scale,
+                     const int32_t *zp, float qmin, float qmax, int rounding, int passthrough) {
+    if (!valid_rounding(rounding) || out_type < 0 || out_type > 4) return -1;
+    qs_ctx c = {qmin, qmax, O_SATURATE, passthrough, NULL, NULL, 0};
+    drive(x, out, r, scale, zp, INT_S[rounding][out_type], INT_V[rounding][out_type], &c);
+    return c.bad;
+}
+
+int64_t qs_float_quant(const float *x, void *out, int out_type, const qs_region *r, const float *scale,
+                       const qs_float_format *f, int rounding, int overflow, int passthrough) {
+    if (!valid_rounding(rounding) || !(out_type == C_F32 || out_type == C_U8 || out_type == C_I16)) return -1;
+    qs_ctx c = {0, 0, overflow, passthrough, f, NULL, 0};
+    drive(x, out, r, scale, NULL, FLT_S[rounding][out_type], FLT_V[rounding][out_type], &c);
+    return c.bad;
+}
+
+int64_t qs_int_dequant(const void *codes, int code_type, float *out, const qs_region *r, const float *scale,
+                       const int32_t *zp) {
+    static const run_s_fn S[5] = {NULL, dq_s_i8, dq_s_u8, dq_s_i16, dq_s_i32};
+    static const run_v_fn V[5] = {NULL, dq_v_i8, dq_v_u8, dq_v_i16, dq_v_i32};
+    if (code_type < 1 || code_type > 4) return -1;
+    qs_ctx c = {0, 0, 0, 0, NULL, NULL, 0};
+    drive(codes, out, r, scale, zp, S[code_type], V[code_type], &c);
+    return 0;
+}
+
+int64_t qs_lut_dequant(const void *codes, int code_type, float *out, const qs_region *r, const float *scale,
+                       const float *lut) {
+    static const run_s_fn S[5] = {NULL, NULL, dl_s_u8, dl_s_i16, dl_s_i32};
+    static const run_v_fn V[5] = {NULL, NULL, dl_v_u8, dl_v_i16, dl_v_i32};
+    if (code_type < 2 || code_type > 4) return -1;
+    qs_ctx c = {0, 0, 0, 0, NULL, lut, 0};
+    drive(codes, out, r, scale, NULL, S[code_type], V[code_type], &c);
+    return 0;
+}
+
+/* ----- MX: per block, find amax, derive the E8M0 scale, quantize the block (one pass over memory) */
+#define MX_RUNS(RN, ROUND)                                                                            \
+    QS_CLONES static int64_t mx_##RN(const float *x, float *out, void *codes, uint8_t *scodes,        \
+                                     const qs_region *r, const qs_float_format *f, int int_elem,     \
+                                     int32_t emax_elem, int32_t step_exp, float elem_max, int passthrough) { \
+        const int64_t L = r->length, G = r->group, NG = (L + G - 1) / G;                             \
+        int64_t bad = 0;                                                                             \
+        const float unit = pow2i(step_exp);                                                          \
+        for (int64_t o = r->o_begin; o < r->o_end; ++o) {                                            \
+            for (int64_t k = r->k_begin; k < r->k_end;) {                                            \
+                const int64_t g = k / G, ks = g * G, ke = ks + G < L ? ks + G : L;                   \
+                const float *xb = x + o * L + ks;                                                    \
+                const int64_t n = ke - ks;                                                           \
+                float amax = 0.0f;                                                                   \
+                int64_t nb = 0;                                                                      \
+                for (int64_t i = 0; i < n; ++i) {                                                    \
+                    const float a = fabsf(xb[i]);                                                    \
+                    const int fin = a <= FLT_MAX;                                                    \
+                    amax = (fin && a > amax) ? a : amax;                                             \
+                    nb += !fin;                                                                      \
+                }                                                                                    \
+                bad += nb;                                                                           \
+                int32_t e = amax > 0.0f ? (int32_t)(f2u(amax) >> 23) - 127 - emax_elem : -127;       \
+                if (amax > 0.0f && amax < FLT_MIN) e = ilogbf(amax) - emax_elem;                     \
+                e = e < -127 ? -127 : (e > 127 ? 127 : e);                                           \
+                const float s = pow2i(e);                                                            \
+                if (scodes) scodes[o * NG + g] = (uint8_t)(e + 127);                                 \
+                for (int64_t i = 0; i < n; ++i) {                                                    \
+                    const float v = xb[i];                                                           \
+                    const float y = (finite_f(v) ? v : 0.0f) / s;                                    \
+                    float q;                                                                         \
+                    if (int_elem) {                                                                  \
+                        q = ROUND(y / unit);                                                         \
+                        q = q < -elem_max ? -elem_max : (q > elem_max ? elem_max : q);               \
+                        if (codes) ((int8_t *)codes)[o * L + ks + i] = (int8_t)q;                    \
+                        q = q * unit;                                                                \
+                    } else {                                                                         \
+                        q = fgrid_##RN(y, f, O_SATURATE);                                            \
+                        if (codes) ((uint8_t *)codes)[o * L + ks + i] = (uint8_t)fencode(q, f);      \
+                    }                                                                                \
+                    if (out) out[o * L + ks + i] = (passthrough && !finite_f(v)) ? v : q * s;         \
+                }                                                                                    \
+                k = ke;                                                                              \
+            }                                                                                        \
+        }                                                                                            \
+        return bad;                                                                                  \
+    }
+MX_RUNS(ne, rnd_ne)
+MX_RUNS(na, rnd_na)
+MX_RUNS(fl, rnd_fl)
+MX_RUNS(ce, rnd_ce)
+MX_RUNS(tz, rnd_tz)
+
+int64_t qs_mx_quant(const float *x, float *out, void *codes, uint8_t *scale_codes, const qs_region *r,
+                    const qs_float_format *f, int int_elem, int32_t emax_elem, int32_t step_exp, float elem_max,
+                    int rounding, int passthrough) {
+    if (r->inner != 1) return -1;
+    switch (rounding) {
+        case R_NEAREST_EVEN: return mx_ne(x, out, codes, scale_codes, r, f, int_elem, emax_elem, step_exp, elem_max, passthrough);
+        case R_NEAREST_AWAY: return mx_na(x, out, codes, scale_codes, r, f, int_elem, emax_elem, step_exp, elem_max, passthrough);
+        case R_FLOOR: return mx_fl(x, out, codes, scale_codes, r, f, int_elem, emax_elem, step_exp, elem_max, passthrough);
+        case R_CEIL: return mx_ce(x, out, codes, scale_codes, r, f, int_elem, emax_elem, step_exp, elem_max, passthrough);
+        case R_TOWARD_ZERO: return mx_tz(x, out, codes, scale_codes, r, f, int_elem, emax_elem, step_exp, elem_max, passthrough);
+        default: return -1;
+    }
+}
+
+int qs_abi_version(void) { return 1; }
+
+/* A real (empty) extension module so the shared library builds and imports like any other. */
+static struct PyModuleDef qs_module = {PyModuleDef_HEAD_INIT, "_kernels",
+                                       "quantscope fused CPU kernels (called through ctypes)", -1, NULL};
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&qs_module); }

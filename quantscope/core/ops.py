@@ -1,0 +1,268 @@
+"""quantize, dequantize, fake_quantize: the three operations everything else is built on.
+
+For a uniform format the whole story is
+
+    q = clamp(round(x / Δ) + z, qmin, qmax)        x̂ = (q - z) · Δ        |x - x̂| <= Δ/2 in range
+
+(computed as ``x * (1/Δ)`` in float32, exactly as ``torch.fake_quantize_per_*_affine`` does).
+Float formats round to the nearest representable float, codebooks to the nearest level, MX formats
+first derive a power-of-two scale per block. On CPU a fused C kernel does each in one pass; the torch
+code below is the reference it is tested against, and runs everywhere else (GPU, stochastic rounding,
+wrap-around overflow).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import grid, kernels
+from .arrays import as_float_tensor, describe_nonfinite
+from .formats import CodebookFormat, FixedFormat, FloatFormat, Format, IntFormat, MXFormat
+from .granularity import Layout
+from .qtensor import QTensor, _flat_layout, code_dtype
+from .scales import pow2
+from .spec import QParams, QuantSpec, as_spec
+
+
+# ------------------------------------------------------------------------------------ parameters
+def _check_qparams(qp: QParams, spec: QuantSpec, layout: Layout) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """User-given parameters as float32 / int32 tensors of the layout's 3-d parameter shape."""
+    if not isinstance(qp, QParams):
+        raise TypeError(f"qparams must be a qs.QParams, got {type(qp).__name__}")
+    scale = torch.as_tensor(qp.scale, dtype=torch.float32).cpu()
+    n = layout.p_outer * layout.n_groups * layout.p_inner
+    if scale.numel() == 1:
+        scale = scale.reshape(1).expand(n).contiguous()
+    if scale.numel() != n:
+        raise ValueError(f"qparams.scale has {scale.numel()} values but {spec.granularity} on shape "
+                         f"{layout.shape} needs {n} (parameter shape {layout.param_shape})")
+    if not bool(torch.isfinite(scale).all()) or bool((scale <= 0).any()):
+        raise ValueError("qparams.scale must be positive and finite everywhere")
+    zp = None
+    fmt = spec.format
+    if qp.zero_point is not None:
+        if not (isinstance(fmt, IntFormat) and not fmt.symmetric):
+            raise ValueError(f"{fmt.name} is symmetric: leave qparams.zero_point as None "
+                             f"(use qs.int8(symmetric=False) for a zero point)")
+        zp = torch.as_tensor(qp.zero_point).cpu()
+        if zp.dtype.is_floating_point and not bool((zp == zp.round()).all()):
+            raise ValueError("qparams.zero_point must hold integers")
+        zp = zp.to(torch.int32)
+        if zp.numel() == 1:
+            zp = zp.reshape(1).expand(n).contiguous()
+        if zp.numel() != n:
+            raise ValueError(f"qparams.zero_point has {zp.numel()} values, expected {n}")
+        if bool((zp < fmt.qmin).any()) or bool((zp > fmt.qmax).any()):
+            raise ValueError(f"qparams.zero_point must lie in [{fmt.qmin}, {fmt.qmax}]")
+    elif isinstance(fmt, IntFormat) and not fmt.symmetric:
+        zp = torch.zeros(n, dtype=torch.int32)
+    shape3 = layout.param_shape3
+    return scale.reshape(shape3).contiguous(), None if zp is None else zp.reshape(shape3).contiguous()
+
+
+# ---------------------------------------------------------------------------------- the one path
+class _Prepared:
+    """Input, layout and parameters, ready for the kernel or the reference path."""
+
+    def __init__(self, x: Any, spec: QuantSpec | Format, calibrator: Any, qparams: QParams | None,
+                 fuse_mx: bool):
+        self.spec = spec = as_spec(spec)
+        t, self.origin = as_float_tensor(x)
+        self.input = t
+        self.layout = layout = spec.granularity.layout(tuple(t.shape))
+        work = t.detach().to(torch.float32).contiguous()
+        self.nonfinite: torch.Tensor | None = None
+        if spec.nonfinite == "propagate":
+            mask = ~torch.isfinite(work)
+            if bool(mask.any()):
+                self.nonfinite = mask
+        self.work = work
+        self.clean = work if self.nonfinite is None else torch.where(self.nonfinite, 0.0, work)
+        self.checked = False  # have we already proven there is no NaN/Inf?
+        fmt = spec.format
+        self.scale: torch.Tensor | None = None
+        self.zero_point: torch.Tensor | None = None
+        self.mx_fused = False
+        if qparams is not None:
+            if isinstance(fmt, FixedFormat) or not fmt.scaled:
+                raise ValueError(f"{fmt.name} has a fixed scale; do not pass qparams")
+            self.scale, self.zero_point = _check_qparams(qparams, spec, layout)
+        elif isinstance(fmt, FixedFormat):
+            self.scale = torch.tensor([fmt.step], dtype=torch.float32)
+            self.layout = _flat_layout(layout)
+        elif not fmt.scaled:
+            self.layout = _flat_layout(layout)
+        elif (fuse_mx and isinstance(fmt, MXFormat) and calibrator in (None, "minmax")
+              and layout.inner == 1 and kernels.usable(work, spec.rounding)):
+            self.mx_fused = True  # the kernel derives the block scales in the same pass
+        else:
+            from ..calibrate import resolve_calibrator
+
+            cal = resolve_calibrator(calibrator, spec)
+            fitted_here = not cal.is_fitted
+            if fitted_here:
+                cal.update(self.clean)  # raises on NaN/Inf (unless nonfinite='propagate')
+            self.scale, self.zero_point = _check_qparams(cal.qparams(), spec, layout)
+            self.checked = fitted_here
+
+    def raise_nonfinite(self) -> None:
+        msg = describe_nonfinite(self.work)
+        if msg:
+            raise ValueError(msg)
+
+    def after_kernel(self, bad: int) -> None:
+        if bad and self.spec.nonfinite == "error":
+            self.raise_nonfinite()
+
+    def before_reference(self) -> None:
+        if not self.checked and self.spec.nonfinite == "error":
+            self.raise_nonfinite()
+
+    def user_scale(self) -> torch.Tensor | None:
+        fmt = self.spec.format
+        if self.scale is None or isinstance(fmt, FixedFormat):
+            return None
+        return self.scale.reshape(self.spec.granularity.layout(self.layout.shape).param_shape)
+
+    def user_zero_point(self) -> torch.Tensor | None:
+        if self.zero_point is None:
+            return None
+        return self.zero_point.reshape(self.spec.granularity.layout(self.layout.shape).param_shape)
+
+
+def _reference(p: _Prepared, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, codes) by the torch reference path."""
+    spec, fmt, layout = p.spec, p.spec.format, p.layout
+    x4 = layout.grouped(p.clean)
+    s4 = None if p.scale is None else layout.params4(p.scale)
+    if isinstance(fmt, (IntFormat, FixedFormat)):
+        z4 = 0.0 if p.zero_point is None else layout.params4(p.zero_point.float())
+        q = grid.int_round(x4 * (1.0 / s4), fmt, spec.rounding, spec.overflow, z4, generator)
+        values, codes = (q - z4) * s4, q.to(grid.int_code_dtype(fmt))
+    elif isinstance(fmt, FloatFormat):
+        y = x4 if s4 is None else x4 * (1.0 / s4)
+        q = grid.float_round(y, fmt, spec.rounding, spec.overflow, generator)
+        values, codes = (q if s4 is None else q * s4), grid.float_encode(q, fmt)
+    elif isinstance(fmt, CodebookFormat):
+        y = x4 if s4 is None else x4 * (1.0 / s4)
+        idx = grid.codebook_index(y, fmt, spec.rounding, generator)
+        q = torch.tensor(fmt.levels, dtype=torch.float32)[idx]
+        values, codes = (q if s4 is None else q * s4), idx.to(grid.codebook_code_dtype(fmt))
+    else:
+        v = grid.mx_element_round(x4 / s4, fmt, spec.rounding, generator)
+        values, codes = v * s4, grid.mx_element_encode(v, fmt)
+    return layout.ungroup(values), layout.ungroup(codes)
+
+
+def _kernel_ok(p: _Prepared) -> bool:
+    fmt, spec = p.spec.format, p.spec
+    if not kernels.usable(p.work, spec.rounding) or spec.overflow == "wrap":
+        return False
+    if isinstance(fmt, MXFormat):
+        return p.mx_fused
+    return isinstance(fmt, (IntFormat, FixedFormat, FloatFormat))
+
+
+def _run(p: _Prepared, want: str, generator: torch.Generator | None) -> tuple[torch.Tensor, Any]:
+    """``want='values'`` -> fake-quantized float32 values; ``'codes'`` -> (codes, mx scale or None)."""
+    fmt, spec, layout = p.spec.format, p.spec, p.layout
+    passthrough = p.nonfinite is not None
+    if _kernel_ok(p):
+        if isinstance(fmt, MXFormat):
+            values, codes, scodes, bad = kernels.mx_quant(p.work, layout, fmt, spec.rounding, want == "values",
+                                                          want == "codes", code_dtype(spec), passthrough)
+            p.after_kernel(bad)
+            if want == "values":
+                return values, None
+            p.scale = pow2(scodes.to(torch.int32) - 127)
+            return codes, None
+        out_dtype = torch.float32 if want == "values" else code_dtype(spec)
+        if isinstance(fmt, FloatFormat):
+            out, bad = kernels.float_quant(p.work, layout, p.scale, fmt, spec.rounding, spec.overflow, out_dtype,
+                                           passthrough)
+        else:
+            out, bad = kernels.int_quant(p.work, layout, p.scale, p.zero_point, fmt, spec.rounding, out_dtype,
+                                         passthrough)
+        p.after_kernel(bad)
+        return out, None
+    p.before_reference()
+    values, codes = _reference(p, generator)
+    if want == "values":
+        if p.nonfinite is not None:
+            values = torch.where(p.nonfinite, p.work, values)
+        return values, None
+    return codes, None
+
+
+# ------------------------------------------------------------------------------------ public API
+def quantize(x: Any, spec: QuantSpec | Format, *, calibrator: Any = None, qparams: QParams | None = None,
+             generator: torch.Generator | None = None) -> QTensor:
+    """Quantize ``x`` (numpy array or torch tensor, any float dtype) to a :class:`QTensor`.
+
+    Args:
+        spec: a :class:`QuantSpec` or a bare format (``qs.int8()``) with default granularity.
+        calibrator: how the range is chosen for scaled formats: a name (``"minmax"``, the default)
+            or a calibrator object (fitted objects are used as they are; unfitted ones are fitted on x).
+        qparams: explicit scale / zero point (skips calibration), e.g. to reproduce another tool.
+        generator: ``torch.Generator`` for ``rounding="stochastic"`` (reproducible draws).
+
+    Guarantee: with round-to-nearest, every element inside the representable range is within half a
+    local step of its reconstruction (Δ/2 for integer formats); see :func:`quantscope.error`.
+    """
+    p = _Prepared(x, spec, calibrator, qparams, fuse_mx=True)
+    codes, _ = _run(p, "codes", generator)
+    nf_index = nf_value = None
+    if p.nonfinite is not None:
+        nf_index = torch.nonzero(p.nonfinite.reshape(-1)).reshape(-1)
+        nf_value = p.work.reshape(-1)[nf_index]
+    return QTensor(codes.reshape(p.layout.shape), p.spec, p.user_scale(), p.user_zero_point(), p.origin,
+                   nf_index, nf_value)
+
+
+def dequantize(q: QTensor) -> Any:
+    """Values represented by ``q``, in the dtype, device and array type ``q`` was made from."""
+    if not isinstance(q, QTensor):
+        raise TypeError(f"dequantize expects a QTensor (from qs.quantize), got {type(q).__name__}")
+    return q.dequantize()
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the fake-quantized values. Backward: the gradient passes where x was not clipped."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(keep)
+        return values
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (keep,) = ctx.saved_tensors
+        return grad * keep.to(grad.dtype), None, None
+
+
+def fake_quantize(x: Any, spec: QuantSpec | Format, *, calibrator: Any = None, qparams: QParams | None = None,
+                  generator: torch.Generator | None = None) -> Any:
+    """Quantize then dequantize in one fused pass; same type, dtype and device as ``x``.
+
+    Bit-identical to ``quantize(x, spec).dequantize()``. For tensors that require grad, the
+    backward pass is the straight-through estimator: gradient 1 where x lies inside the
+    representable range, 0 where it was clipped (as in ``torch.fake_quantize_per_tensor_affine``).
+    """
+    p = _Prepared(x, spec, calibrator, qparams, fuse_mx=True)
+    values, _ = _run(p, "values", generator)
+    values = values.reshape(p.layout.shape)
+    out = p.origin.restore(values)
+    if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled():
+        from .bounds import clip_range
+
+        lo, hi = clip_range(p.spec, p.scale, p.zero_point, p.layout)
+        xv = p.work
+        keep = (xv >= p.layout.expand(lo)) & (xv <= p.layout.expand(hi)) if lo is not None else torch.ones_like(
+            xv, dtype=torch.bool)
+        return _StraightThrough.apply(x, out, keep.reshape(x.shape).to(x.device))
+    return out
+
+
+__all__ = ["quantize", "dequantize", "fake_quantize"]

@@ -1,0 +1,1 @@
+"""Terminal tables (rich) and reports."""

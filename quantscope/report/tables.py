@@ -1,0 +1,55 @@
+"""Terminal tables: the one place quantscope formats numbers for people (rich)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..error.metrics import ErrorReport
+
+
+def fmt_num(v: Any) -> str:
+    """Compact human formatting: 4 significant digits, inf/nan spelled out, bools as yes/no."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3e}"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def render_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 120) -> str:
+    """A table as text (rich box drawing), numbers right-aligned."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for i, c in enumerate(columns):
+        table.add_column(c, justify="left" if i == 0 else "right")
+    for r in rows:
+        table.add_row(*[fmt_num(v) for v in r])
+    console = Console(width=width, record=True, force_terminal=False, color_system=None)
+    with console.capture() as cap:
+        console.print(table)
+    return cap.get().rstrip("\n")
+
+
+def render_error_report(r: ErrorReport) -> str:
+    rows = [("SQNR (dB)", r.sqnr_db), ("MSE", r.mse), ("RMSE", r.rmse), ("max |e|", r.max_abs),
+            ("mean e (bias)", r.mean)]
+    if r.bound is not None:
+        rows += [("guaranteed bound", r.bound), ("max |e| / bound", r.max_bound_ratio),
+                 ("bound holds", r.bound_holds), ("clipping share", r.clipping_share),
+                 ("bits per value", r.bits_per_value)]
+    return render_table(f"quantization error{' · ' + r.spec if r.spec else ''} (n={r.n:,})", ["metric", "value"], rows)
