@@ -45,6 +45,9 @@ static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline int finite_f(float v) { return fabsf(v) <= FLT_MAX; }
 
+/* x scaled to code units; a nonzero x never becomes 0 (so floor/ceil of tiny values stay correct) */
+static inline float keep_tiny(float t, float x) { return (t == 0.0f && x != 0.0f) ? copysignf(FLT_TRUE_MIN, x) : t; }
+
 /* 2^k for integer k in [-149, 127], exact (subnormal powers of two included) */
 static inline float pow2i(int32_t k) {
     return k >= -126 ? u2f((uint32_t)(k + 127) << 23) : u2f(1u << (k + 149));
@@ -59,6 +62,23 @@ static inline float rnd_na(float t) {
 static inline float rnd_fl(float t) { return floorf(t); }
 static inline float rnd_ce(float t) { return ceilf(t); }
 static inline float rnd_tz(float t) { return truncf(t); }
+
+/* Directed modes are exact on the grid of *reconstructed* values v(q) = (q - z) * s: floor returns the
+ * largest v(q) <= x, ceil the smallest v(q) >= x, whatever rounding x * (1/s) suffered. This makes
+ * the error sign exact and Q(Q(x)) == Q(x) for any scale. */
+static inline float ifix_ne(float q, float x, float zf, float s) { (void)x; (void)zf; (void)s; return q; }
+static inline float ifix_fl(float q, float x, float zf, float s) {
+    if ((q - zf) * s > x) return q - 1.0f;
+    return ((q + 1.0f - zf) * s <= x) ? q + 1.0f : q;
+}
+static inline float ifix_ce(float q, float x, float zf, float s) {
+    if ((q - zf) * s < x) return q + 1.0f;
+    return ((q - 1.0f - zf) * s >= x) ? q - 1.0f : q;
+}
+static inline float ifix_tz(float q, float x, float zf, float s) {
+    return x >= 0.0f ? ifix_fl(q, x, zf, s) : ifix_ce(q, x, zf, s);
+}
+#define ifix_na ifix_ne
 
 /* ----- rounding of magnitudes t >= 0 of numbers with sign `neg` (float path) ------------------- */
 static inline float mag_ne(float t, int neg) { (void)neg; return nearbyintf(t); }
@@ -93,6 +113,40 @@ FGRID(na, mag_na, down_na)
 FGRID(fl, mag_fl, down_fl)
 FGRID(ce, mag_ce, down_ce)
 FGRID(tz, mag_tz, down_tz)
+
+/* neighbours on the grid of f (saturating at +-max_value) */
+static inline float fnext_up(float q, const qs_float_format *f) {
+    if (q >= 0.0f) {
+        int32_t e = (int32_t)(f2u(q) >> 23) - 127;
+        e = e < f->emin ? f->emin : (e > f->emax ? f->emax : e);
+        const float r = q + pow2i(e - f->man_bits);
+        return r > f->max_value ? f->max_value : r;
+    }
+    const float a = -q;
+    int32_t e = (int32_t)(f2u(a) >> 23) - 127;
+    e = e < f->emin ? f->emin : e;
+    const int32_t ge = (a == pow2i(e) && e > f->emin) ? e - 1 : e;
+    return -(a - pow2i(ge - f->man_bits));
+}
+static inline float fnext_down(float q, const qs_float_format *f) { return -fnext_up(-q, f); }
+/* the float version of ifix_*: directed modes exact on the grid of reconstructed values q * s */
+static inline float ffix_ne(float q, float x, float s, const qs_float_format *f) { (void)x; (void)s; (void)f; return q; }
+static inline float ffix_fl(float q, float x, float s, const qs_float_format *f) {
+    if (!(fabsf(q) <= FLT_MAX)) return q;
+    if (q * s > x) return fnext_down(q, f);
+    const float u = fnext_up(q, f);
+    return (u * s <= x) ? u : q;
+}
+static inline float ffix_ce(float q, float x, float s, const qs_float_format *f) {
+    if (!(fabsf(q) <= FLT_MAX)) return q;
+    if (q * s < x) return fnext_up(q, f);
+    const float d = fnext_down(q, f);
+    return (d * s >= x) ? d : q;
+}
+static inline float ffix_tz(float q, float x, float s, const qs_float_format *f) {
+    return x >= 0.0f ? ffix_fl(q, x, s, f) : ffix_ce(q, x, s, f);
+}
+#define ffix_na ffix_ne
 
 /* bit pattern of a value already on the grid of f */
 static inline uint32_t fencode(float q, const qs_float_format *f) {
@@ -164,7 +218,7 @@ static void drive(const void *x, void *out, const qs_region *r, const float *sca
         for (int64_t i = 0; i < n; ++i) {                                                            \
             const float v = x[i];                                                                    \
             const float w = finite_f(v) ? v : 0.0f;                                                  \
-            float q = ROUND(w * inv) + zf;                                                           \
+            float q = ifix_##RN(ROUND(keep_tiny(w * inv, w)) + zf, w, zf, s);                                    \
             q = q < lo ? lo : q;                                                                     \
             q = q > hi ? hi : q;                                                                     \
             STORE(out[i], q, zf, s, v);                                                              \
@@ -181,7 +235,7 @@ static void drive(const void *x, void *out, const qs_region *r, const float *sca
         for (int64_t i = 0; i < n; ++i) {                                                            \
             const float v = x[i], s = sp[i], inv = 1.0f / s, zf = zp ? (float)zp[i] : 0.0f;          \
             const float w = finite_f(v) ? v : 0.0f;                                                  \
-            float q = ROUND(w * inv) + zf;                                                           \
+            float q = ifix_##RN(ROUND(keep_tiny(w * inv, w)) + zf, w, zf, s);                                    \
             q = q < lo ? lo : q;                                                                     \
             q = q > hi ? hi : q;                                                                     \
             STORE(out[i], q, zf, s, v);                                                              \
@@ -225,7 +279,8 @@ static const run_v_fn INT_V[5][5] = {RUN_TABLE_ROW(int_v, ne), RUN_TABLE_ROW(int
         int64_t bad = 0;                                                                             \
         for (int64_t i = 0; i < n; ++i) {                                                            \
             const float v = x[i];                                                                    \
-            const float q = fgrid_##RN((finite_f(v) ? v : 0.0f) * inv, f, ov);                       \
+            const float w = finite_f(v) ? v : 0.0f;                                                  \
+            const float q = ffix_##RN(fgrid_##RN(keep_tiny(w * inv, w), f, ov), w, s, f);             \
             STORE(out[i], q, s, v);                                                                  \
             bad += !finite_f(v);                                                                     \
         }                                                                                            \
@@ -241,7 +296,8 @@ static const run_v_fn INT_V[5][5] = {RUN_TABLE_ROW(int_v, ne), RUN_TABLE_ROW(int
         int64_t bad = 0;                                                                             \
         for (int64_t i = 0; i < n; ++i) {                                                            \
             const float v = x[i], s = sp[i];                                                         \
-            const float q = fgrid_##RN((finite_f(v) ? v : 0.0f) * (1.0f / s), f, ov);                \
+            const float w = finite_f(v) ? v : 0.0f;                                                  \
+            const float q = ffix_##RN(fgrid_##RN(keep_tiny(w * (1.0f / s), w), f, ov), w, s, f);      \
             STORE(out[i], q, s, v);                                                                  \
             bad += !finite_f(v);                                                                     \
         }                                                                                            \
@@ -376,7 +432,7 @@ int64_t qs_lut_dequant(const void *codes, int code_type, float *out, const qs_re
                 if (scodes) scodes[o * NG + g] = (uint8_t)(e + 127);                                 \
                 for (int64_t i = 0; i < n; ++i) {                                                    \
                     const float v = xb[i];                                                           \
-                    const float y = (finite_f(v) ? v : 0.0f) / s;                                    \
+                    const float w = finite_f(v) ? v : 0.0f, y = keep_tiny(w / s, w);                                    \
                     float q;                                                                         \
                     if (int_elem) {                                                                  \
                         q = ROUND(y / unit);                                                         \

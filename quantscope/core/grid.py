@@ -7,25 +7,54 @@ these functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
 
 from .formats import CodebookFormat, FixedFormat, FloatFormat, IntFormat, MXFormat
-from .rounding import round_magnitude, round_to_int, rounds_magnitude_down
+from .rounding import DIRECTED_MODES, round_magnitude, round_to_int, rounds_magnitude_down
 from .scales import floor_log2, pow2
 
 IntLike = IntFormat | FixedFormat
 
 
+# ------------------------------------------------------------------------------- directed rounding
+def fix_directed(q: torch.Tensor, x: torch.Tensor, rounding: str, value_of: Callable[[torch.Tensor], torch.Tensor],
+                 up: Callable[[torch.Tensor], torch.Tensor], down: Callable[[torch.Tensor], torch.Tensor]
+                 ) -> torch.Tensor:
+    """Make directed rounding exact on the grid of *reconstructed* values.
+
+    ``q`` was found by rounding x / scale, which float32 may have perturbed by an ulp. This moves q by
+    at most one grid step so that floor gives the largest reconstruction <= x and ceil the smallest
+    >= x (toward_zero: floor for x >= 0, ceil below). Hence the sign of the error is exact and
+    Q(Q(x)) == Q(x) for any scale.
+    """
+    if rounding not in DIRECTED_MODES:
+        return q
+    v = value_of(q)
+    q_up, q_down = up(q), down(q)
+    as_floor = torch.where(v > x, q_down, torch.where(value_of(q_up) <= x, q_up, q))
+    as_ceil = torch.where(v < x, q_up, torch.where(value_of(q_down) >= x, q_down, q))
+    if rounding == "floor":
+        return as_floor
+    if rounding == "ceil":
+        return as_ceil
+    return torch.where(x >= 0, as_floor, as_ceil)
+
+
 # ---------------------------------------------------------------------------------------------- int
 def int_round(t: torch.Tensor, fmt: IntLike, rounding: str, overflow: str,
-              zero_point: torch.Tensor | float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+              zero_point: torch.Tensor | float = 0.0, generator: torch.Generator | None = None,
+              x: torch.Tensor | None = None, scale: torch.Tensor | float | None = None) -> torch.Tensor:
     """Integer codes (as floats) of ``t = x / scale``: round, add the zero point, then saturate or wrap.
 
-    Same order as ``torch.fake_quantize_per_tensor_affine``: round(x * inv_scale) + zero_point.
+    Same order as ``torch.fake_quantize_per_tensor_affine``: round(x * inv_scale) + zero_point. When
+    ``x`` and ``scale`` are given, directed modes are made exact with :func:`fix_directed`.
     """
     q = round_to_int(t, rounding, generator) + zero_point
+    if x is not None:
+        q = fix_directed(q, x, rounding, lambda c: (c - zero_point) * scale, lambda c: c + 1.0, lambda c: c - 1.0)
     if overflow == "wrap":
         span = float(fmt.qmax - fmt.qmin + 1)
         return torch.remainder(q - fmt.qmin, span) + fmt.qmin
@@ -39,9 +68,28 @@ def int_code_dtype(fmt: IntLike) -> torch.dtype:
 
 
 # -------------------------------------------------------------------------------------------- float
+def float_next_up(q: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
+    """The next larger value on the grid of ``fmt`` (``max_value`` stays put)."""
+    a = q.abs()
+    e_pos = floor_log2(torch.where(q > 0, q, torch.ones_like(q))).clamp(fmt.emin, fmt.emax)
+    e_pos = torch.where(q > 0, e_pos, torch.full_like(e_pos, fmt.emin))
+    up_pos = (q + pow2(e_pos - fmt.man_bits)).clamp(max=fmt.max_value)
+    e_neg = floor_log2(torch.where(a > 0, a, torch.ones_like(a))).clamp(min=fmt.emin)
+    e_gap = torch.where((a == pow2(e_neg)) & (e_neg > fmt.emin), e_neg - 1, e_neg)
+    up_neg = -(a - pow2(e_gap - fmt.man_bits))
+    return torch.where(q >= 0, up_pos, up_neg)
+
+
+def float_next_down(q: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
+    return -float_next_up(-q, fmt)
+
+
 def float_round(y: torch.Tensor, fmt: FloatFormat, rounding: str, overflow: str,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, x: torch.Tensor | None = None,
+                scale: torch.Tensor | float | None = None) -> torch.Tensor:
     """Round float32 ``y`` to the nearest representable value of ``fmt`` (subnormals included).
+
+    ``x``/``scale`` (y = x / scale): make directed modes exact on the reconstructed grid.
 
     The step at |y| is 2^(clamp(floor(log2|y|), emin, emax) - man_bits); dividing by it, rounding to
     an integer and multiplying back is exact in float32. Values beyond ``max_value`` saturate, or in
@@ -58,8 +106,12 @@ def float_round(y: torch.Tensor, fmt: FloatFormat, rounding: str, overflow: str,
     if overflow == "nonsaturating":
         special = torch.full_like(q, float("inf") if fmt.has_inf else float("nan"))
         top = torch.where(rounds_magnitude_down(rounding, neg), top, special)
-    q = torch.where(over, top, q)
-    return torch.copysign(q, y)
+    q = torch.copysign(torch.where(over, top, q), y)
+    if x is not None:
+        fixed = fix_directed(q, x, rounding, lambda v: v * scale, lambda v: float_next_up(v, fmt),
+                             lambda v: float_next_down(v, fmt))
+        q = torch.where(torch.isfinite(q), fixed, q)
+    return q
 
 
 def float_code_dtype(fmt: FloatFormat) -> torch.dtype:
@@ -125,7 +177,8 @@ def float_decode(codes: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------- codebook
 def codebook_index(y: torch.Tensor, fmt: CodebookFormat, rounding: str,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None, x: torch.Tensor | None = None,
+                   scale: torch.Tensor | float | None = None) -> torch.Tensor:
     """Index of the level chosen for each value (int64); values outside the levels saturate.
 
     nearest_even breaks ties toward the even index (on a uniform codebook this is ties-to-even);
@@ -136,12 +189,13 @@ def codebook_index(y: torch.Tensor, fmt: CodebookFormat, rounding: str,
     n = len(fmt.levels)
     lo_i = (torch.bucketize(y, levels, right=True) - 1).clamp(0, n - 1)  # largest level <= y
     hi_i = torch.bucketize(y, levels, right=False).clamp(0, n - 1)  # smallest level >= y
-    if rounding == "floor":
-        return lo_i
-    if rounding == "ceil":
-        return hi_i
-    if rounding == "toward_zero":
-        return torch.where(y >= 0, lo_i, hi_i)
+    if rounding in DIRECTED_MODES:
+        idx = {"floor": lo_i, "ceil": hi_i}.get(rounding)
+        idx = torch.where(y >= 0, lo_i, hi_i) if idx is None else idx
+        if x is not None:
+            idx = fix_directed(idx, x, rounding, lambda i: levels[i] * scale, lambda i: (i + 1).clamp(max=n - 1),
+                               lambda i: (i - 1).clamp(min=0))
+        return idx
     lo_v, hi_v = levels[lo_i], levels[hi_i]
     if rounding == "stochastic":
         gap = hi_v - lo_v

@@ -132,6 +132,12 @@ class _Prepared:
         return self.zero_point.reshape(self.spec.granularity.layout(self.layout.shape).param_shape)
 
 
+def _keep_tiny(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A nonzero x never scales to 0 (floor/ceil of tiny values stay on the right side of zero)."""
+    tiny = torch.copysign(torch.full_like(t, torch.finfo(torch.float32).smallest_normal * 2.0**-23), x)
+    return torch.where((t == 0) & (x != 0), tiny, t)
+
+
 def _reference(p: _Prepared, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(values, codes) by the torch reference path."""
     spec, fmt, layout = p.spec, p.spec.format, p.layout
@@ -139,19 +145,20 @@ def _reference(p: _Prepared, generator: torch.Generator | None) -> tuple[torch.T
     s4 = None if p.scale is None else layout.params4(p.scale)
     if isinstance(fmt, (IntFormat, FixedFormat)):
         z4 = 0.0 if p.zero_point is None else layout.params4(p.zero_point.float())
-        q = grid.int_round(x4 * (1.0 / s4), fmt, spec.rounding, spec.overflow, z4, generator)
+        q = grid.int_round(_keep_tiny(x4 * (1.0 / s4), x4), fmt, spec.rounding, spec.overflow, z4, generator,
+                           x4, s4)
         values, codes = (q - z4) * s4, q.to(grid.int_code_dtype(fmt))
     elif isinstance(fmt, FloatFormat):
-        y = x4 if s4 is None else x4 * (1.0 / s4)
-        q = grid.float_round(y, fmt, spec.rounding, spec.overflow, generator)
+        y = x4 if s4 is None else _keep_tiny(x4 * (1.0 / s4), x4)
+        q = grid.float_round(y, fmt, spec.rounding, spec.overflow, generator, x4, 1.0 if s4 is None else s4)
         values, codes = (q if s4 is None else q * s4), grid.float_encode(q, fmt)
     elif isinstance(fmt, CodebookFormat):
         y = x4 if s4 is None else x4 * (1.0 / s4)
-        idx = grid.codebook_index(y, fmt, spec.rounding, generator)
+        idx = grid.codebook_index(y, fmt, spec.rounding, generator, x4, 1.0 if s4 is None else s4)
         q = torch.tensor(fmt.levels, dtype=torch.float32)[idx]
         values, codes = (q if s4 is None else q * s4), idx.to(grid.codebook_code_dtype(fmt))
     else:
-        v = grid.mx_element_round(x4 / s4, fmt, spec.rounding, generator)
+        v = grid.mx_element_round(_keep_tiny(x4 / s4, x4), fmt, spec.rounding, generator)
         values, codes = v * s4, grid.mx_element_encode(v, fmt)
     return layout.ungroup(values), layout.ungroup(codes)
 
