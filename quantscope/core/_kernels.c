@@ -435,7 +435,7 @@ int64_t qs_lut_dequant(const void *codes, int code_type, float *out, const qs_re
                     const float w = finite_f(v) ? v : 0.0f, y = keep_tiny(w / s, w);                                    \
                     float q;                                                                         \
                     if (int_elem) {                                                                  \
-                        q = ROUND(y / unit);                                                         \
+                        q = ROUND(y / unit) + 0.0f; /* +0.0f: no negative zero, as the int path */     \
                         q = q < -elem_max ? -elem_max : (q > elem_max ? elem_max : q);               \
                         if (codes) ((int8_t *)codes)[o * L + ks + i] = (int8_t)q;                    \
                         q = q * unit;                                                                \

@@ -23,17 +23,41 @@ from .spec import QuantSpec
 FLOAT32_SLACK_ULPS = 4.0
 
 
+def _edge_gaps(fmt: object) -> tuple[float, float]:
+    """Grid step just above the lowest and just below the highest level (code units)."""
+    if isinstance(fmt, (IntFormat, FixedFormat)):
+        return 1.0, 1.0
+    if isinstance(fmt, MXFormat):
+        if isinstance(fmt.element, IntFormat):
+            unit = 2.0**fmt.element_step_exp
+            return unit, unit
+        fmt = fmt.element
+    if isinstance(fmt, FloatFormat):
+        g = 2.0 ** (fmt.emax - fmt.man_bits)
+        return g, g
+    lv = fmt.levels
+    return lv[1] - lv[0], lv[-1] - lv[-2]
+
+
 def clip_range(spec: QuantSpec, scale: torch.Tensor | None, zero_point: torch.Tensor | None,
                layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lowest and highest representable value per parameter group (``param_shape3``)."""
+    """Where saturation starts, per parameter group (``param_shape3``).
+
+    The extreme levels widened by the rounding reach (half the edge step for round-to-nearest, a
+    full step for the other modes): inputs inside never saturate, and meet the error bound.
+    """
     fmt = spec.format
     s = torch.ones(layout.param_shape3) if scale is None else scale.reshape(layout.param_shape3).float()
+    reach = 0.5 if spec.rounding in ("nearest_even", "nearest_away") else 1.0
+    g_lo, g_hi = _edge_gaps(fmt)
     if isinstance(fmt, (IntFormat, FixedFormat)):
         z = 0.0 if zero_point is None else zero_point.reshape(layout.param_shape3).float()
-        return (fmt.qmin - z) * s, (fmt.qmax - z) * s
-    if isinstance(fmt, CodebookFormat):
-        return fmt.levels[0] * s, fmt.levels[-1] * s
-    return -fmt.max_abs * s, fmt.max_abs * s
+        lo, hi = fmt.qmin - z, fmt.qmax - z
+    elif isinstance(fmt, CodebookFormat):
+        lo, hi = fmt.levels[0], fmt.levels[-1]
+    else:
+        lo, hi = -fmt.max_abs, fmt.max_abs
+    return (lo - reach * g_lo) * s, (hi + reach * g_hi) * s
 
 
 def error_bound(x: torch.Tensor, spec: QuantSpec, scale: torch.Tensor | None, zero_point: torch.Tensor | None,

@@ -507,5 +507,18 @@ __all__ = [
     "integer", "int2", "int4", "int8", "int16", "uint8", "fixed", "minifloat", "fp16", "bf16",
     "fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "mxfp8", "mxfp8_e4m3", "mxfp8_e5m2",
     "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8", "codebook", "nf4", "log2_codebook",
-    "format_to_dict", "format_from_dict",
+    "format_to_dict", "format_from_dict", "builtin_formats",
 ]
+
+
+def builtin_formats() -> dict[str, Format]:
+    """Every named format quantscope ships, by name (used by the CLI and the conformance tests)."""
+    fmts: list[Format] = [
+        int2(), int4(), int8(), int16(), int8(restricted_range=True), uint8(), int8(symmetric=False),
+        uint8(symmetric=False), int4(symmetric=False), int8(power_of_two_scale=True), integer(3), integer(6),
+        fixed(m=3, n=12), fixed(m=0, n=7), fixed(word_length=8, fraction_length=4, signed=False),
+        fp16(), bf16(), fp8_e4m3(), fp8_e5m2(), fp6_e3m2(), fp6_e2m3(), fp4_e2m1(),
+        mxfp8_e4m3(), mxfp8_e5m2(), mxfp6_e3m2(), mxfp6_e2m3(), mxfp4(), mxint8(),
+        nf4(), log2_codebook(4), log2_codebook(3, signed=False),
+    ]
+    return {f.name: f for f in fmts}
