@@ -19,6 +19,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__GNUC__)
+#define QS_INLINE static inline __attribute__((always_inline))
+#else
+#define QS_INLINE static inline
+#endif
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define QS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -37,85 +43,108 @@ typedef struct {
     float max_value;
 } qs_float_format;
 
+/* The format plus everything derived from it and the overflow mode, computed once per call so the
+ * per-element code is arithmetic and selects only (which is what lets the compiler vectorize it). */
+typedef struct {
+    int32_t exp_bits, man_bits, bias, emin, emax, saturate, is_e8;
+    float max_value, special_value, min_normal, sub_mul;
+    uint32_t shift, rebias, nan_code, inf_code, max_code, over_code;
+} qs_fmt;
+
 enum { R_NEAREST_EVEN = 0, R_NEAREST_AWAY = 1, R_FLOOR = 2, R_CEIL = 3, R_TOWARD_ZERO = 4 };
 enum { C_F32 = 0, C_I8 = 1, C_U8 = 2, C_I16 = 3, C_I32 = 4 };
 enum { O_SATURATE = 0, O_NONSATURATING = 1 };
 
-static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-static inline int finite_f(float v) { return fabsf(v) <= FLT_MAX; }
+QS_INLINE uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+QS_INLINE float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+QS_INLINE int finite_f(float v) { return fabsf(v) <= FLT_MAX; }
 
 /* x scaled to code units; a nonzero x never becomes 0 (so floor/ceil of tiny values stay correct) */
-static inline float keep_tiny(float t, float x) { return (t == 0.0f && x != 0.0f) ? copysignf(FLT_TRUE_MIN, x) : t; }
+QS_INLINE float keep_tiny(float t, float x) { return (t == 0.0f && x != 0.0f) ? copysignf(FLT_TRUE_MIN, x) : t; }
 
 /* 2^k for integer k in [-149, 127], exact (subnormal powers of two included) */
-static inline float pow2i(int32_t k) {
+QS_INLINE float pow2i(int32_t k) {
     return k >= -126 ? u2f((uint32_t)(k + 127) << 23) : u2f(1u << (k + 149));
 }
 
 /* ----- rounding of signed values (int path) ---------------------------------------------------- */
-static inline float rnd_ne(float t) { return nearbyintf(t); }
-static inline float rnd_na(float t) {
+QS_INLINE float rnd_ne(float t) { return nearbyintf(t); }
+QS_INLINE float rnd_na(float t) {
     float r = truncf(t);
     return r + (fabsf(t - r) >= 0.5f ? copysignf(1.0f, t) : 0.0f);
 }
-static inline float rnd_fl(float t) { return floorf(t); }
-static inline float rnd_ce(float t) { return ceilf(t); }
-static inline float rnd_tz(float t) { return truncf(t); }
+QS_INLINE float rnd_fl(float t) { return floorf(t); }
+QS_INLINE float rnd_ce(float t) { return ceilf(t); }
+QS_INLINE float rnd_tz(float t) { return truncf(t); }
 
 /* Directed modes are exact on the grid of *reconstructed* values v(q) = (q - z) * s: floor returns the
  * largest v(q) <= x, ceil the smallest v(q) >= x, whatever rounding x * (1/s) suffered. This makes
  * the error sign exact and Q(Q(x)) == Q(x) for any scale. */
-static inline float ifix_ne(float q, float x, float zf, float s) { (void)x; (void)zf; (void)s; return q; }
-static inline float ifix_fl(float q, float x, float zf, float s) {
+QS_INLINE float ifix_ne(float q, float x, float zf, float s) { (void)x; (void)zf; (void)s; return q; }
+QS_INLINE float ifix_fl(float q, float x, float zf, float s) {
     if ((q - zf) * s > x) return q - 1.0f;
     return ((q + 1.0f - zf) * s <= x) ? q + 1.0f : q;
 }
-static inline float ifix_ce(float q, float x, float zf, float s) {
+QS_INLINE float ifix_ce(float q, float x, float zf, float s) {
     if ((q - zf) * s < x) return q + 1.0f;
     return ((q - 1.0f - zf) * s >= x) ? q - 1.0f : q;
 }
-static inline float ifix_tz(float q, float x, float zf, float s) {
+QS_INLINE float ifix_tz(float q, float x, float zf, float s) {
     return x >= 0.0f ? ifix_fl(q, x, zf, s) : ifix_ce(q, x, zf, s);
 }
 #define ifix_na ifix_ne
 
 /* ----- rounding of magnitudes t >= 0 of numbers with sign `neg` (float path) ------------------- */
-static inline float mag_ne(float t, int neg) { (void)neg; return nearbyintf(t); }
-static inline float mag_na(float t, int neg) { (void)neg; float r = truncf(t); return r + (t - r >= 0.5f ? 1.0f : 0.0f); }
-static inline float mag_fl(float t, int neg) { return neg ? ceilf(t) : truncf(t); }
-static inline float mag_ce(float t, int neg) { return neg ? truncf(t) : ceilf(t); }
-static inline float mag_tz(float t, int neg) { (void)neg; return truncf(t); }
+QS_INLINE float mag_ne(float t, int neg) { (void)neg; return nearbyintf(t); }
+QS_INLINE float mag_na(float t, int neg) { (void)neg; float r = truncf(t); return r + (t - r >= 0.5f ? 1.0f : 0.0f); }
+QS_INLINE float mag_fl(float t, int neg) { return neg ? ceilf(t) : truncf(t); }
+QS_INLINE float mag_ce(float t, int neg) { return neg ? truncf(t) : ceilf(t); }
+QS_INLINE float mag_tz(float t, int neg) { (void)neg; return truncf(t); }
 /* does the mode never increase the magnitude? (IEEE: overflow then gives the largest finite) */
-static inline int down_ne(int neg) { (void)neg; return 0; }
-static inline int down_na(int neg) { (void)neg; return 0; }
-static inline int down_fl(int neg) { return !neg; }
-static inline int down_ce(int neg) { return neg; }
-static inline int down_tz(int neg) { (void)neg; return 1; }
+QS_INLINE int down_ne(int neg) { (void)neg; return 0; }
+QS_INLINE int down_na(int neg) { (void)neg; return 0; }
+QS_INLINE int down_fl(int neg) { return !neg; }
+QS_INLINE int down_ce(int neg) { return neg; }
+QS_INLINE int down_tz(int neg) { (void)neg; return 1; }
 
 /* round y onto the grid of a float format; overflow: saturate or IEEE/OCP non-saturating */
 #define FGRID(NAME, MAG, DOWN)                                                                       \
-    static inline float fgrid_##NAME(float y, const qs_float_format *f, int overflow) {              \
+    QS_INLINE float fgrid_##NAME(float y, const qs_fmt *f) {              \
         const float a = fabsf(y);                                                                    \
         const int neg = (f2u(y) >> 31) != 0;                                                         \
         int32_t e = (int32_t)(f2u(a) >> 23) - 127;                                                   \
         e = e < f->emin ? f->emin : (e > f->emax ? f->emax : e);                                     \
         const float step = pow2i(e - f->man_bits);                                                   \
-        float q = MAG(a / step, neg) * step;                                                         \
+        /* a / step as two exact multiplications by powers of two (no division; 2^(M-e) may not fit) */  \
+        const int32_t k = f->man_bits - e, k1 = k / 2;                                               \
+        float q = MAG((a * pow2i(k1)) * pow2i(k - k1), neg) * step;                                  \
         if (q > f->max_value) {                                                                      \
-            const float special = f->special == 0 ? INFINITY : NAN;                                  \
-            q = (overflow == O_SATURATE || DOWN(neg)) ? f->max_value : special;                      \
+            q = (f->saturate || DOWN(neg)) ? f->max_value : f->special_value;                        \
         }                                                                                            \
         return copysignf(q, y);                                                                      \
     }
-FGRID(ne, mag_ne, down_ne)
+FGRID(ne_general, mag_ne, down_ne)
+
+/* Round-to-nearest-even on the bits (same result as fgrid_ne_general, about twice as fast):
+ * normal range: round the mantissa to M bits with the integer carry trick; subnormal range: adding
+ * C = 2^(emin - M + 23) makes float32's own rounding round to a multiple of 2^(emin - M). */
+QS_INLINE float fgrid_ne(float y, const qs_fmt *f) {
+    const float a = fabsf(y);
+    const uint32_t ab = f2u(a), shift = (uint32_t)(23 - f->man_bits);
+    const uint32_t rb = (ab + ((1u << shift) >> 1) - 1u + ((ab >> shift) & 1u)) & ~((1u << shift) - 1u);
+    const float c = pow2i(f->emin - f->man_bits + 23);
+    const float sub = (a + c) - c;
+    float q = a < pow2i(f->emin) ? sub : u2f(rb);
+    if (q > f->max_value) q = f->saturate ? f->max_value : f->special_value;
+    return copysignf(q, y);
+}
 FGRID(na, mag_na, down_na)
 FGRID(fl, mag_fl, down_fl)
 FGRID(ce, mag_ce, down_ce)
 FGRID(tz, mag_tz, down_tz)
 
 /* neighbours on the grid of f (saturating at +-max_value) */
-static inline float fnext_up(float q, const qs_float_format *f) {
+QS_INLINE float fnext_up(float q, const qs_fmt *f) {
     if (q >= 0.0f) {
         int32_t e = (int32_t)(f2u(q) >> 23) - 127;
         e = e < f->emin ? f->emin : (e > f->emax ? f->emax : e);
@@ -128,49 +157,66 @@ static inline float fnext_up(float q, const qs_float_format *f) {
     const int32_t ge = (a == pow2i(e) && e > f->emin) ? e - 1 : e;
     return -(a - pow2i(ge - f->man_bits));
 }
-static inline float fnext_down(float q, const qs_float_format *f) { return -fnext_up(-q, f); }
+QS_INLINE float fnext_down(float q, const qs_fmt *f) { return -fnext_up(-q, f); }
 /* the float version of ifix_*: directed modes exact on the grid of reconstructed values q * s */
-static inline float ffix_ne(float q, float x, float s, const qs_float_format *f) { (void)x; (void)s; (void)f; return q; }
-static inline float ffix_fl(float q, float x, float s, const qs_float_format *f) {
+QS_INLINE float ffix_ne(float q, float x, float s, const qs_fmt *f) { (void)x; (void)s; (void)f; return q; }
+QS_INLINE float ffix_fl(float q, float x, float s, const qs_fmt *f) {
     if (!(fabsf(q) <= FLT_MAX)) return q;
     if (q * s > x) return fnext_down(q, f);
     const float u = fnext_up(q, f);
     return (u * s <= x) ? u : q;
 }
-static inline float ffix_ce(float q, float x, float s, const qs_float_format *f) {
+QS_INLINE float ffix_ce(float q, float x, float s, const qs_fmt *f) {
     if (!(fabsf(q) <= FLT_MAX)) return q;
     if (q * s < x) return fnext_up(q, f);
     const float d = fnext_down(q, f);
     return (d * s >= x) ? d : q;
 }
-static inline float ffix_tz(float q, float x, float s, const qs_float_format *f) {
+QS_INLINE float ffix_tz(float q, float x, float s, const qs_fmt *f) {
     return x >= 0.0f ? ffix_fl(q, x, s, f) : ffix_ce(q, x, s, f);
 }
 #define ffix_na ffix_ne
 
-/* bit pattern of a value already on the grid of f */
-static inline uint32_t fencode(float q, const qs_float_format *f) {
+/* bit pattern of a value already on the grid of f (branch-free so that it vectorizes) */
+QS_INLINE uint32_t fencode(float q, const qs_fmt *f) {
     const uint32_t b = f2u(q), sign = b >> 31, ab = b & 0x7fffffffu;
-    const int E = f->exp_bits, M = f->man_bits;
-    const uint32_t top = (1u << E) - 1;
-    uint32_t body;
-    if (ab >= 0x7f800000u) { /* Inf or NaN */
-        const int is_nan = ab > 0x7f800000u;
-        if (f->special == 0) body = (top << M) | (is_nan ? (1u << (M > 0 ? M - 1 : 0)) : 0u);
-        else body = (top << M) | ((1u << M) - 1);
-    } else {
-        const int32_t e = (int32_t)(ab >> 23) - 127;
-        if (e < f->emin) body = (uint32_t)(u2f(ab) / pow2i(f->emin - M));
-        else body = ((uint32_t)(e + f->bias) << M) | ((ab >> (23 - M)) & ((1u << M) - 1));
-    }
-    return (sign << (E + M)) | body;
+    const float a = u2f(ab);
+    const uint32_t normal = (ab >> f->shift) - f->rebias; /* re-bias the exponent */
+    const float small = a < f->min_normal ? a : 0.0f;    /* keeps the conversion in range */
+    const uint32_t sub = (uint32_t)(int32_t)(small * f->sub_mul);
+    uint32_t body = a < f->min_normal ? sub : normal;
+    body = ab > 0x7f800000u ? f->nan_code : body;
+    body = ab == 0x7f800000u ? f->inf_code : body;
+    body = f->is_e8 ? (ab >> f->shift) : body; /* bf16-like: float32's own layout, subnormals included */
+    return (sign << (f->exp_bits + f->man_bits)) | body;
+}
+
+static qs_fmt make_fmt(const qs_float_format *g, int overflow) {
+    qs_fmt f;
+    const int E = g->exp_bits, M = g->man_bits;
+    const uint32_t top = (1u << E) - 1, mmask = (1u << M) - 1;
+    f.exp_bits = E; f.man_bits = M; f.bias = g->bias; f.emin = g->emin; f.emax = g->emax;
+    f.saturate = overflow == O_SATURATE;
+    f.is_e8 = E == 8;
+    f.max_value = g->max_value;
+    f.special_value = g->special == 0 ? INFINITY : NAN;
+    f.min_normal = pow2i(g->emin);
+    f.sub_mul = E == 8 ? 1.0f : pow2i(M - g->emin);
+    f.shift = (uint32_t)(23 - M);
+    f.rebias = (uint32_t)(127 - g->bias) << M;
+    f.nan_code = g->special == 0 ? (top << M) | (1u << (M > 0 ? M - 1 : 0)) : (top << M) | mmask;
+    f.inf_code = g->special == 0 ? (top << M) : f.nan_code;
+    f.max_code = g->special == 0 ? ((top - 1) << M) | mmask
+               : (g->special == 1 ? (top << M) | (mmask - 1) : (top << M) | mmask);
+    f.over_code = f.saturate ? f.max_code : f.inf_code;
+    return f;
 }
 
 /* ----- generic driver: walk a region, calling a run function per stretch sharing parameters ---- */
 typedef struct {
     float qmin, qmax;
     int overflow, passthrough;
-    const qs_float_format *fmt;
+    const qs_fmt *fmt;
     const float *lut;
     int64_t bad;
 } qs_ctx;
@@ -263,9 +309,43 @@ static const run_v_fn INT_V[5][5] = {RUN_TABLE_ROW(int_v, ne), RUN_TABLE_ROW(int
                                      RUN_TABLE_ROW(int_v, ce), RUN_TABLE_ROW(int_v, tz)};
 
 /* ----- float-format quantization ---------------------------------------------------------------- */
-#define FSTORE_F32(o, q, s, v) o = (c->passthrough && !finite_f(v)) ? (v) : (q) * (s)
-#define FSTORE_U8(o, q, s, v) o = (uint8_t)fencode(q, f)
-#define FSTORE_I16(o, q, s, v) o = (int16_t)(uint16_t)fencode(q, f)
+/* per rounding mode: the grid value of y = x / s, and its code (fused for nearest-even) */
+#define FVALUE_FN(RN)                                                                                \
+    QS_INLINE float fvalue_##RN(float y, float w, float s, const qs_fmt *f) {                       \
+        return ffix_##RN(fgrid_##RN(y, f), w, s, f);                                                 \
+    }                                                                                                \
+    QS_INLINE uint32_t fcode_##RN(float y, float w, float s, const qs_fmt *f) {                     \
+        return fencode(fvalue_##RN(y, w, s, f), f);                                                  \
+    }
+FVALUE_FN(na)
+FVALUE_FN(fl)
+FVALUE_FN(ce)
+FVALUE_FN(tz)
+QS_INLINE float fvalue_ne(float y, float w, float s, const qs_fmt *f) {
+    (void)w; (void)s;
+    return fgrid_ne(y, f);
+}
+/* nearest-even straight to the code, identical to fencode(fgrid_ne(y)) but cheaper */
+QS_INLINE uint32_t fcode_ne(float y, float w, float s, const qs_fmt *f) {
+    (void)w; (void)s;
+    const uint32_t b = f2u(y), sign = b >> 31, ab = b & 0x7fffffffu, shift = f->shift;
+    const uint32_t rounded = (ab + ((1u << shift) >> 1) - 1u + ((ab >> shift) & 1u)) >> shift;
+    const float a = u2f(ab);
+    const float small = a < f->min_normal ? a : 0.0f;
+    const uint32_t sub = (uint32_t)(int32_t)nearbyintf(small * f->sub_mul);
+    uint32_t code = a < f->min_normal ? sub : rounded - f->rebias;
+    code = f->is_e8 ? rounded : code; /* float32's layout (subnormals included): the rounded bits */
+    code = code > f->max_code ? f->over_code : code;
+    return (sign << (f->exp_bits + f->man_bits)) | code;
+}
+
+#define FSTORE_F32(RN, o, y, w, s, v)                                                                 \
+    do {                                                                                             \
+        const float q_ = fvalue_##RN(y, w, s, f) * (s);                                          \
+        o = (pt && !finite_f(v)) ? (v) : q_;                                                         \
+    } while (0)
+#define FSTORE_U8(RN, o, y, w, s, v) o = (uint8_t)fcode_##RN(y, w, s, f)
+#define FSTORE_I16(RN, o, y, w, s, v) o = (int16_t)(uint16_t)fcode_##RN(y, w, s, f)
 
 #define FLOAT_RUNS(RN, OT, ON, STORE)                                                                 \
     QS_CLONES static void flt_s_##RN##_##ON(const void *x_, void *o_, int64_t off, int64_t n, float s,  \
@@ -273,15 +353,15 @@ static const run_v_fn INT_V[5][5] = {RUN_TABLE_ROW(int_v, ne), RUN_TABLE_ROW(int
         (void)z;                                                                                     \
         const float *x = (const float *)x_ + off;                                                    \
         OT *out = (OT *)o_ + off;                                                                    \
-        const qs_float_format *f = c->fmt;                                                           \
+        const qs_fmt fmt_ = *c->fmt, *f = &fmt_; /* local copy: byte stores cannot alias it */       \
         const float inv = 1.0f / s;                                                                  \
-        const int ov = c->overflow;                                                                  \
+        const int pt = c->passthrough; (void)pt;                                                     \
         int64_t bad = 0;                                                                             \
         for (int64_t i = 0; i < n; ++i) {                                                            \
             const float v = x[i];                                                                    \
             const float w = finite_f(v) ? v : 0.0f;                                                  \
-            const float q = ffix_##RN(fgrid_##RN(keep_tiny(w * inv, w), f, ov), w, s, f);             \
-            STORE(out[i], q, s, v);                                                                  \
+            const float y = keep_tiny(w * inv, w);                                                   \
+            STORE(RN, out[i], y, w, s, v);                                                           \
             bad += !finite_f(v);                                                                     \
         }                                                                                            \
         c->bad += bad;                                                                               \
@@ -291,14 +371,14 @@ static const run_v_fn INT_V[5][5] = {RUN_TABLE_ROW(int_v, ne), RUN_TABLE_ROW(int
         (void)zp;                                                                                    \
         const float *x = (const float *)x_ + off;                                                    \
         OT *out = (OT *)o_ + off;                                                                    \
-        const qs_float_format *f = c->fmt;                                                           \
-        const int ov = c->overflow;                                                                  \
+        const qs_fmt fmt_ = *c->fmt, *f = &fmt_; /* local copy: byte stores cannot alias it */       \
+        const int pt = c->passthrough; (void)pt;                                                     \
         int64_t bad = 0;                                                                             \
         for (int64_t i = 0; i < n; ++i) {                                                            \
             const float v = x[i], s = sp[i];                                                         \
             const float w = finite_f(v) ? v : 0.0f;                                                  \
-            const float q = ffix_##RN(fgrid_##RN(keep_tiny(w * (1.0f / s), w), f, ov), w, s, f);      \
-            STORE(out[i], q, s, v);                                                                  \
+            const float y = keep_tiny(w * (1.0f / s), w);                                            \
+            STORE(RN, out[i], y, w, s, v);                                                           \
             bad += !finite_f(v);                                                                     \
         }                                                                                            \
         c->bad += bad;                                                                               \
@@ -378,7 +458,8 @@ int64_t qs_int_quant(const float *x, void *out, int out_type, const qs_region *r
 int64_t qs_float_quant(const float *x, void *out, int out_type, const qs_region *r, const float *scale,
                        const qs_float_format *f, int rounding, int overflow, int passthrough) {
     if (!valid_rounding(rounding) || !(out_type == C_F32 || out_type == C_U8 || out_type == C_I16)) return -1;
-    qs_ctx c = {0, 0, overflow, passthrough, f, NULL, 0};
+    const qs_fmt fm = make_fmt(f, overflow);
+    qs_ctx c = {0, 0, overflow, passthrough, &fm, NULL, 0};
     drive(x, out, r, scale, NULL, FLT_S[rounding][out_type], FLT_V[rounding][out_type], &c);
     return c.bad;
 }
@@ -404,46 +485,69 @@ int64_t qs_lut_dequant(const void *codes, int code_type, float *out, const qs_re
 }
 
 /* ----- MX: per block, find amax, derive the E8M0 scale, quantize the block (one pass over memory) */
+/* one block: element values (x / s rounded, in units of s) */
+#define MX_INT_ELEM_FN(RN, ROUND)                                                                     \
+    QS_INLINE float mxint_##RN(float y, float unit, float emax) {                                \
+        const float q = ROUND(y / unit) + 0.0f; /* +0.0f: no negative zero, as the int path */       \
+        return q < -emax ? -emax : (q > emax ? emax : q);                                            \
+    }
+MX_INT_ELEM_FN(ne, rnd_ne)
+MX_INT_ELEM_FN(na, rnd_na)
+MX_INT_ELEM_FN(fl, rnd_fl)
+MX_INT_ELEM_FN(ce, rnd_ce)
+MX_INT_ELEM_FN(tz, rnd_tz)
+
 #define MX_RUNS(RN, ROUND)                                                                            \
     QS_CLONES static int64_t mx_##RN(const float *x, float *out, void *codes, uint8_t *scodes,        \
-                                     const qs_region *r, const qs_float_format *f, int int_elem,     \
+                                     const qs_region *r, const qs_float_format *fp, int int_elem,    \
                                      int32_t emax_elem, int32_t step_exp, float elem_max, int passthrough) { \
+        const qs_fmt fmt_ = make_fmt(fp, O_SATURATE), *f = &fmt_; /* local: stores cannot alias it */ \
         const int64_t L = r->length, G = r->group, NG = (L + G - 1) / G;                             \
         int64_t bad = 0;                                                                             \
         const float unit = pow2i(step_exp);                                                          \
         for (int64_t o = r->o_begin; o < r->o_end; ++o) {                                            \
             for (int64_t k = r->k_begin; k < r->k_end;) {                                            \
-                const int64_t g = k / G, ks = g * G, ke = ks + G < L ? ks + G : L;                   \
+                const int64_t g = k / G, ks = g * G, ke = ks + G < L ? ks + G : L, n = ke - ks;      \
                 const float *xb = x + o * L + ks;                                                    \
-                const int64_t n = ke - ks;                                                           \
-                float amax = 0.0f;                                                                   \
+                /* amax over finite values, as an integer max of the magnitude bits (vectorizes) */  \
+                uint32_t amax_bits = 0;                                                              \
                 int64_t nb = 0;                                                                      \
                 for (int64_t i = 0; i < n; ++i) {                                                    \
-                    const float a = fabsf(xb[i]);                                                    \
-                    const int fin = a <= FLT_MAX;                                                    \
-                    amax = (fin && a > amax) ? a : amax;                                             \
+                    const uint32_t u = f2u(xb[i]) & 0x7fffffffu;                                     \
+                    const int fin = u < 0x7f800000u;                                                 \
+                    const uint32_t m = fin ? u : 0u;                                                 \
+                    amax_bits = m > amax_bits ? m : amax_bits;                                       \
                     nb += !fin;                                                                      \
                 }                                                                                    \
                 bad += nb;                                                                           \
-                int32_t e = amax > 0.0f ? (int32_t)(f2u(amax) >> 23) - 127 - emax_elem : -127;       \
-                if (amax > 0.0f && amax < FLT_MIN) e = ilogbf(amax) - emax_elem;                     \
+                const float amax = u2f(amax_bits);                                                   \
+                int32_t e = amax_bits ? (int32_t)(amax_bits >> 23) - 127 - emax_elem : -127;         \
+                if (amax_bits && amax < FLT_MIN) e = ilogbf(amax) - emax_elem;                       \
                 e = e < -127 ? -127 : (e > 127 ? 127 : e);                                           \
                 const float s = pow2i(e);                                                            \
                 if (scodes) scodes[o * NG + g] = (uint8_t)(e + 127);                                 \
-                for (int64_t i = 0; i < n; ++i) {                                                    \
-                    const float v = xb[i];                                                           \
-                    const float w = finite_f(v) ? v : 0.0f, y = keep_tiny(w / s, w);                                    \
-                    float q;                                                                         \
-                    if (int_elem) {                                                                  \
-                        q = ROUND(y / unit) + 0.0f; /* +0.0f: no negative zero, as the int path */     \
-                        q = q < -elem_max ? -elem_max : (q > elem_max ? elem_max : q);               \
-                        if (codes) ((int8_t *)codes)[o * L + ks + i] = (int8_t)q;                    \
-                        q = q * unit;                                                                \
-                    } else {                                                                         \
-                        q = fgrid_##RN(y, f, O_SATURATE);                                            \
-                        if (codes) ((uint8_t *)codes)[o * L + ks + i] = (uint8_t)fencode(q, f);      \
+                float *ob = out ? out + o * L + ks : NULL;                                           \
+                if (int_elem) {                                                                      \
+                    if (ob) for (int64_t i = 0; i < n; ++i) {                                        \
+                        const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
+                        const float q = mxint_##RN(keep_tiny(w / s, w), unit, elem_max);                     \
+                        ob[i] = (passthrough && !finite_f(v)) ? v : (q * unit) * s;                  \
                     }                                                                                \
-                    if (out) out[o * L + ks + i] = (passthrough && !finite_f(v)) ? v : q * s;         \
+                    if (codes) for (int64_t i = 0; i < n; ++i) {                                     \
+                        const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
+                        ((int8_t *)codes)[o * L + ks + i] = (int8_t)mxint_##RN(keep_tiny(w / s, w), unit, elem_max); \
+                    }                                                                                \
+                } else {                                                                             \
+                    if (ob) for (int64_t i = 0; i < n; ++i) {                                        \
+                        const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
+                        const float q = fgrid_##RN(keep_tiny(w / s, w), f);              \
+                        ob[i] = (passthrough && !finite_f(v)) ? v : q * s;                           \
+                    }                                                                                \
+                    if (codes) for (int64_t i = 0; i < n; ++i) {                                     \
+                        const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
+                        ((uint8_t *)codes)[o * L + ks + i] =                                         \
+                            (uint8_t)fcode_##RN(keep_tiny(w / s, w), keep_tiny(w / s, w), 1.0f, f);  \
+                    }                                                                                \
                 }                                                                                    \
                 k = ke;                                                                              \
             }                                                                                        \

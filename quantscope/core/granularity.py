@@ -115,14 +115,8 @@ class Layout:
                 dims.append(0)
             if self.p_inner == 1 and self.inner > 1:
                 dims.append(3)
-            if len(dims) == 1:
-                lo, hi = torch.aminmax(x4, dim=2)
-            elif dims == [2, 3] and self.outer == 1:  # per channel, channel axis first
-                lo, hi = torch.aminmax(x4.reshape(n_groups, g * self.inner), dim=1)
-            elif dims == [2, 0] and self.inner == 1 and g == 1:  # per channel, channel axis last
-                lo, hi = torch.aminmax(x4.reshape(self.outer, n_groups), dim=0)
-            else:
-                lo, hi = x4.amin(dim=dims), x4.amax(dim=dims)
+            # two single-purpose reductions are several times faster than aminmax along a dim
+            lo, hi = x4.amin(dim=dims), x4.amax(dim=dims)
         shape = (self.p_outer, n_groups, self.p_inner)
         return lo.reshape(shape), hi.reshape(shape)
 

@@ -159,10 +159,18 @@ def _float_format(fmt: FloatFormat) -> _FloatFormat:
                         SPECIAL_CODES[fmt.special], fmt.max_value)
 
 
+def _output(x: torch.Tensor, dtype: torch.dtype, out: torch.Tensor | None) -> torch.Tensor:
+    """``out`` when it is a usable buffer (contiguous CPU, right dtype and size), else a new tensor."""
+    if out is not None and out.dtype == dtype and out.is_contiguous() and out.numel() == x.numel():
+        return out
+    return torch.empty(x.shape, dtype=dtype)
+
+
 def int_quant(x: torch.Tensor, layout: Layout, scale: torch.Tensor | None, zero_point: torch.Tensor | None,
-              fmt: IntFormat, rounding: str, out_dtype: torch.dtype, passthrough: bool) -> tuple[torch.Tensor, int]:
+              fmt: IntFormat, rounding: str, out_dtype: torch.dtype, passthrough: bool,
+              out: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Fake-quantized values (out_dtype float32) or integer codes of contiguous float32 ``x``."""
-    out = torch.empty(x.shape, dtype=out_dtype)
+    out = _output(x, out_dtype, out)
     bad = _run(_lib.qs_int_quant, _regions(layout), _ptr(x), _ptr(out), TYPE_CODES[out_dtype], _REGION,
                _ptr(scale), _ptr(zero_point), float(fmt.qmin), float(fmt.qmax), ROUNDING_CODES[rounding],
                int(passthrough))
@@ -170,8 +178,9 @@ def int_quant(x: torch.Tensor, layout: Layout, scale: torch.Tensor | None, zero_
 
 
 def float_quant(x: torch.Tensor, layout: Layout, scale: torch.Tensor | None, fmt: FloatFormat, rounding: str,
-                overflow: str, out_dtype: torch.dtype, passthrough: bool) -> tuple[torch.Tensor, int]:
-    out = torch.empty(x.shape, dtype=out_dtype)
+                overflow: str, out_dtype: torch.dtype, passthrough: bool, out: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, int]:
+    out = _output(x, out_dtype, out)
     f = _float_format(fmt)
     bad = _run(_lib.qs_float_quant, _regions(layout), _ptr(x), _ptr(out), TYPE_CODES[out_dtype], _REGION,
                _ptr(scale), ctypes.byref(f), ROUNDING_CODES[rounding], int(overflow == "nonsaturating"),
@@ -197,10 +206,10 @@ def lut_dequant(codes: torch.Tensor, layout: Layout, scale: torch.Tensor | None,
 
 
 def mx_quant(x: torch.Tensor, layout: Layout, fmt: MXFormat, rounding: str, want_values: bool, want_codes: bool,
-             code_dtype: torch.dtype, passthrough: bool) -> tuple[torch.Tensor | None, torch.Tensor | None,
-                                                                 torch.Tensor | None, int]:
+             code_dtype: torch.dtype, passthrough: bool, out: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, int]:
     """One pass per block: values (fake quantization) and/or element codes + E8M0 scale codes."""
-    values = torch.empty(x.shape, dtype=torch.float32) if want_values else None
+    values = _output(x, torch.float32, out) if want_values else None
     codes = torch.empty(x.shape, dtype=code_dtype) if want_codes else None
     scodes = torch.empty(layout.param_shape3, dtype=torch.uint8) if want_codes else None
     elem = fmt.element

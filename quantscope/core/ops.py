@@ -172,14 +172,16 @@ def _kernel_ok(p: _Prepared) -> bool:
     return isinstance(fmt, (IntFormat, FixedFormat, FloatFormat))
 
 
-def _run(p: _Prepared, want: str, generator: torch.Generator | None) -> tuple[torch.Tensor, Any]:
-    """``want='values'`` -> fake-quantized float32 values; ``'codes'`` -> (codes, mx scale or None)."""
+def _run(p: _Prepared, want: str, generator: torch.Generator | None, out: torch.Tensor | None = None
+         ) -> tuple[torch.Tensor, Any]:
+    """``want='values'`` -> fake-quantized float32 values (written into ``out`` when the kernel can);
+    ``'codes'`` -> codes."""
     fmt, spec, layout = p.spec.format, p.spec, p.layout
     passthrough = p.nonfinite is not None
     if _kernel_ok(p):
         if isinstance(fmt, MXFormat):
             values, codes, scodes, bad = kernels.mx_quant(p.work, layout, fmt, spec.rounding, want == "values",
-                                                          want == "codes", code_dtype(spec), passthrough)
+                                                          want == "codes", code_dtype(spec), passthrough, out)
             p.after_kernel(bad)
             if want == "values":
                 return values, None
@@ -187,13 +189,13 @@ def _run(p: _Prepared, want: str, generator: torch.Generator | None) -> tuple[to
             return codes, None
         out_dtype = torch.float32 if want == "values" else code_dtype(spec)
         if isinstance(fmt, FloatFormat):
-            out, bad = kernels.float_quant(p.work, layout, p.scale, fmt, spec.rounding, spec.overflow, out_dtype,
-                                           passthrough)
+            res, bad = kernels.float_quant(p.work, layout, p.scale, fmt, spec.rounding, spec.overflow, out_dtype,
+                                           passthrough, out)
         else:
-            out, bad = kernels.int_quant(p.work, layout, p.scale, p.zero_point, fmt, spec.rounding, out_dtype,
-                                         passthrough)
+            res, bad = kernels.int_quant(p.work, layout, p.scale, p.zero_point, fmt, spec.rounding, out_dtype,
+                                         passthrough, out)
         p.after_kernel(bad)
-        return out, None
+        return res, None
     p.before_reference()
     values, codes = _reference(p, generator)
     if want == "values":
@@ -249,27 +251,51 @@ class _StraightThrough(torch.autograd.Function):
         return grad * keep.to(grad.dtype), None, None
 
 
+def _out_buffer(x: Any, out: Any) -> torch.Tensor:
+    """Validate ``out`` against ``x`` and return a torch view of it."""
+    if isinstance(x, torch.Tensor) != isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be the same kind of array as x ({type(x).__name__}), got {type(out).__name__}")
+    t = out if isinstance(out, torch.Tensor) else torch.from_numpy(out)
+    if tuple(t.shape) != tuple(x.shape) or t.dtype != (x.dtype if isinstance(x, torch.Tensor)
+                                                       else torch.from_numpy(x[:0]).dtype):
+        raise ValueError(f"out must have x's shape {tuple(x.shape)} and dtype {x.dtype}, "
+                         f"got shape {tuple(t.shape)} and dtype {out.dtype}")
+    if isinstance(out, torch.Tensor) and out.requires_grad:
+        raise ValueError("out= does not support autograd; call fake_quantize without out to get gradients")
+    return t
+
+
 def fake_quantize(x: Any, spec: QuantSpec | Format, *, calibrator: Any = None, qparams: QParams | None = None,
-                  generator: torch.Generator | None = None) -> Any:
+                  generator: torch.Generator | None = None, out: Any = None) -> Any:
     """Quantize then dequantize in one fused pass; same type, dtype and device as ``x``.
 
-    Bit-identical to ``quantize(x, spec).dequantize()``. For tensors that require grad, the
-    backward pass is the straight-through estimator: gradient 1 where x lies inside the
-    representable range, 0 where it was clipped (as in ``torch.fake_quantize_per_tensor_affine``).
+    Bit-identical to ``quantize(x, spec).dequantize()``. ``out``: a preallocated array of x's shape and
+    dtype to write into (``out=x`` works in place); it is returned. For tensors that require grad, the
+    backward pass is the straight-through estimator: gradient 1 where x lies inside the representable
+    range, 0 where it was clipped (as in ``torch.fake_quantize_per_tensor_affine``).
     """
+    grad = isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled()
+    if out is not None:
+        if grad:
+            raise ValueError("out= does not support autograd; call fake_quantize without out to get gradients")
+        buf = _out_buffer(x, out)
     p = _Prepared(x, spec, calibrator, qparams, fuse_mx=True)
-    values, _ = _run(p, "values", generator)
+    direct = out is not None and buf.dtype == torch.float32 and buf.device.type == "cpu" and buf.is_contiguous()
+    values, _ = _run(p, "values", generator, buf if direct else None)
+    if out is not None:
+        if values.data_ptr() != buf.data_ptr():
+            buf.copy_(values.reshape(buf.shape))
+        return out
     values = values.reshape(p.layout.shape)
-    out = p.origin.restore(values)
-    if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled():
+    result = p.origin.restore(values)
+    if grad:
         from .bounds import clip_range
 
         lo, hi = clip_range(p.spec, p.scale, p.zero_point, p.layout)
         xv = p.work
-        keep = (xv >= p.layout.expand(lo)) & (xv <= p.layout.expand(hi)) if lo is not None else torch.ones_like(
-            xv, dtype=torch.bool)
-        return _StraightThrough.apply(x, out, keep.reshape(x.shape).to(x.device))
-    return out
+        keep = (xv >= p.layout.expand(lo)) & (xv <= p.layout.expand(hi))
+        return _StraightThrough.apply(x, result, keep.reshape(x.shape).to(x.device))
+    return result
 
 
 __all__ = ["quantize", "dequantize", "fake_quantize"]

@@ -200,3 +200,25 @@ def test_stochastic_rounding_needs_no_kernel_and_is_seeded():
     b = qs.quantize(x, spec, generator=torch.Generator().manual_seed(3)).codes
     c = qs.quantize(x, spec, generator=torch.Generator().manual_seed(4)).codes
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_out_buffer_and_in_place():
+    x = torch.randn(64, 300, generator=torch.Generator().manual_seed(5))
+    for spec in [qs.int8(), qs.QuantSpec(qs.int4(), granularity=qs.per_group(128)), qs.mxfp4(), qs.fp8_e4m3(),
+                 qs.nf4()]:
+        want = qs.fake_quantize(x, spec)
+        buf = torch.empty_like(x)
+        assert qs.fake_quantize(x, spec, out=buf) is buf and bits_equal(buf, want)
+        y = x.clone()
+        qs.fake_quantize(y, spec, out=y)
+        assert bits_equal(y, want)
+    xn = x.numpy().astype(np.float64)
+    bn = np.empty_like(xn)
+    assert qs.fake_quantize(xn, qs.int8(), out=bn) is bn
+    np.testing.assert_array_equal(bn, qs.fake_quantize(xn, qs.int8()))
+    with pytest.raises(ValueError, match="shape"):
+        qs.fake_quantize(x, qs.int8(), out=torch.empty(3))
+    with pytest.raises(TypeError, match="same kind"):
+        qs.fake_quantize(x, qs.int8(), out=np.empty((64, 300), np.float32))
+    with pytest.raises(ValueError, match="autograd"):
+        qs.fake_quantize(x.requires_grad_(), qs.int8(), out=torch.empty_like(x))
