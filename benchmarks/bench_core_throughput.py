@@ -1,7 +1,7 @@
 """Question: how fast is quantize -> dequantize, against torch's own ops and the memory-bandwidth ceiling?
 
 A 256 MiB float32 tensor (8192 x 8192) on 2 threads. Throughput is GB/s of *input* (bytes of x / time),
-median of 7 runs. Columns:
+median of 9 runs, ours and the peer measured in alternation. Columns:
 
 * ``ours (new out)``: ``qs.fake_quantize(x, spec)``, allocating its result like torch's ops do;
 * ``ours (out=)``: the same writing into a preallocated buffer, like the ``copy_`` ceiling;
@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import markdown_table, median_seconds, paired_median_seconds  # noqa: E402
+
 import quantscope as qs  # noqa: E402
-from common import markdown_table, median_seconds  # noqa: E402
 from quantscope.core import kernels  # noqa: E402
 
 THREADS = 2
@@ -44,11 +45,11 @@ def main() -> str:
     rows, records = [], []
 
     def add(name, spec, qparams, peer_name, peer_fn):
-        ours = rate(lambda: qs.fake_quantize(x, spec, qparams=qparams))
-        ours_out = rate(lambda: qs.fake_quantize(x, spec, qparams=qparams, out=buf))
-        calibrated = rate(lambda: qs.fake_quantize(x, spec)) if qparams is not None else ours
-        qdq = rate(lambda: qs.quantize(x, spec, qparams=qparams).dequantize())
-        peer = rate(peer_fn)
+        t = paired_median_seconds([lambda: qs.fake_quantize(x, spec, qparams=qparams), peer_fn,
+                                   lambda: qs.fake_quantize(x, spec, qparams=qparams, out=buf),
+                                   lambda: qs.fake_quantize(x, spec),
+                                   lambda: qs.quantize(x, spec, qparams=qparams).dequantize()])
+        ours, peer, ours_out, calibrated, qdq = (gb / v for v in t)
         rec = dict(format=name, ours=ours, ours_out=ours_out, ours_calibrated=calibrated, ours_qdq=qdq,
                    peer=peer_name, peer_gbs=peer, speedup_vs_peer=ours / peer, copy_over_ours_out=ceiling / ours_out)
         records.append(rec)
@@ -73,8 +74,8 @@ def main() -> str:
     add("int4 per-group(128)", g128, None, "torch tensor-op chain", reference(g128))
     f8 = qs.QuantSpec(qs.fp8_e4m3(scaled=False))
     add("fp8 E4M3 (cast)", f8, None, "x.to(float8_e4m3fn).float()", lambda: x.to(torch.float8_e4m3fn).float())
-    cast_only = rate(lambda: x.to(torch.float8_e4m3fn))
-    ours_codes = rate(lambda: qs.quantize(x, f8))
+    ours_codes, cast_only = (gb / v for v in paired_median_seconds(
+        [lambda: qs.quantize(x, f8), lambda: x.to(torch.float8_e4m3fn)], repeat=15))
     f8s = qs.QuantSpec(qs.fp8_e4m3())
     add("fp8 E4M3 (scaled per-tensor)", f8s, qs.QParams(x.abs().max() / 448), "torch tensor-op chain",
         reference(f8s, qs.QParams(x.abs().max() / 448)))

@@ -20,6 +20,19 @@ def median_seconds(fn: Callable[[], object], repeat: int = 7, warmup: int = 1) -
     return statistics.median(times)
 
 
+def paired_median_seconds(fns: list[Callable[[], object]], repeat: int = 9) -> list[float]:
+    """Median times of several functions measured in alternation (so drift affects all alike)."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
 def cpu_description() -> dict[str, str]:
     model, flags = platform.processor() or "unknown", ""
     try:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Literal, Union
+from itertools import pairwise
+from typing import Any, Literal
 
 FloatSpecial = Literal["ieee", "fn", "none"]
 
@@ -251,7 +252,7 @@ class CodebookFormat:
             raise ValueError(f"a codebook needs between 2 and 65536 levels, got {len(levels)}")
         if not all(math.isfinite(v) for v in levels):
             raise ValueError("codebook levels must be finite numbers (got NaN or Inf)")
-        if any(b <= a for a, b in zip(levels, levels[1:])):
+        if any(b <= a for a, b in pairwise(levels)):
             raise ValueError("codebook levels must be strictly increasing; sort them and drop duplicates")
         if self.normalized and max(abs(levels[0]), abs(levels[-1])) != 1.0:
             raise ValueError(
@@ -276,7 +277,7 @@ class CodebookFormat:
         return self.label
 
 
-ElementFormat = Union[FloatFormat, IntFormat]
+ElementFormat = FloatFormat | IntFormat
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,7 @@ class MXFormat:
         return self.label or f"mx{self.element.name}"
 
 
-Format = Union[IntFormat, FixedFormat, FloatFormat, CodebookFormat, MXFormat]
+Format = IntFormat | FixedFormat | FloatFormat | CodebookFormat | MXFormat
 FORMAT_CLASSES = {cls.__name__: cls for cls in (IntFormat, FixedFormat, FloatFormat, CodebookFormat, MXFormat)}
 
 

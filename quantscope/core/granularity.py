@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 
@@ -179,7 +178,7 @@ class PerToken:
         return Layout(tuple(shape), outer, shape[-1], 1, shape[-1], outer, 1, tuple(shape[:-1]) + (1,))
 
 
-Granularity = Union[PerTensor, PerChannel, PerGroup, PerToken]
+Granularity = PerTensor | PerChannel | PerGroup | PerToken
 GRANULARITY_CLASSES = {c.__name__: c for c in (PerTensor, PerChannel, PerGroup, PerToken)}
 
 

@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import torch
 
@@ -119,7 +120,7 @@ def _regions(layout: Layout, align: int = 1) -> list[_Region]:
     out = []
     if layout.outer >= n:
         cuts = [layout.outer * i // n for i in range(n + 1)]
-        for a, b in zip(cuts, cuts[1:]):
+        for a, b in pairwise(cuts):
             if b > a:
                 out.append(_Region(*base, a, b, 0, layout.length))
         return out
@@ -127,7 +128,7 @@ def _regions(layout: Layout, align: int = 1) -> list[_Region]:
     per_row = max(1, -(-n // layout.outer))
     for o in range(layout.outer):
         cuts = [min(layout.length, (units * i // per_row) * align) for i in range(per_row + 1)]
-        for a, b in zip(cuts, cuts[1:]):
+        for a, b in pairwise(cuts):
             if b > a:
                 out.append(_Region(*base, o, o + 1, a, b))
     return out

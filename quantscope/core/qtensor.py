@@ -20,7 +20,7 @@ import torch
 
 from . import grid, kernels
 from .arrays import Origin
-from .formats import CodebookFormat, FixedFormat, FloatFormat, IntFormat, MXFormat
+from .formats import FixedFormat, FloatFormat, IntFormat, MXFormat
 from .granularity import Layout
 from .packing import pack_bits, packed_nbytes, unpack_bits
 from .scales import floor_log2, pow2
@@ -94,8 +94,13 @@ class QTensor:
                 z4 = 0.0 if zp is None else layout.params4(zp.float())
                 out = layout.ungroup((c4 - z4) * layout.params4(scale))
         elif isinstance(fmt, MXFormat):
-            v4 = layout.grouped(grid.mx_element_decode(codes, fmt))
-            out = layout.ungroup(v4 * layout.params4(scale))
+            if kernels.usable(codes, "nearest_even"):  # element table lookup times the block scale
+                table = grid.mx_element_decode(torch.arange(256, dtype=torch.int32).to(torch.uint8).view(
+                    codes.dtype), fmt) if codes.dtype == torch.int8 else grid.float_table(fmt.element)
+                out = kernels.lut_dequant(codes.contiguous().view(torch.uint8), layout, scale, table)
+            else:
+                v4 = layout.grouped(grid.mx_element_decode(codes, fmt))
+                out = layout.ungroup(v4 * layout.params4(scale))
         else:
             table = grid.float_table(fmt) if isinstance(fmt, FloatFormat) else torch.tensor(fmt.levels,
                                                                                            dtype=torch.float32)

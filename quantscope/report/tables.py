@@ -29,7 +29,8 @@ def fmt_num(v: Any) -> str:
     return str(v)
 
 
-def render_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 120) -> str:
+def render_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                 width: int = 120) -> str:
     """A table as text (rich box drawing), numbers right-aligned."""
     from rich.console import Console
     from rich.table import Table
@@ -46,10 +47,11 @@ def render_table(title: str | None, columns: Sequence[str], rows: Sequence[Seque
 
 
 def render_error_report(r: ErrorReport) -> str:
-    rows = [("SQNR (dB)", r.sqnr_db), ("MSE", r.mse), ("RMSE", r.rmse), ("max |e|", r.max_abs),
+    rows: list[tuple[str, Any]] = [("spec", r.spec)] if r.spec else []
+    rows += [("SQNR (dB)", r.sqnr_db), ("MSE", r.mse), ("RMSE", r.rmse), ("max |e|", r.max_abs),
             ("mean e (bias)", r.mean)]
     if r.bound is not None:
         rows += [("guaranteed bound", r.bound), ("max |e| / bound", r.max_bound_ratio),
                  ("bound holds", r.bound_holds), ("clipping share", r.clipping_share),
                  ("bits per value", r.bits_per_value)]
-    return render_table(f"quantization error{' · ' + r.spec if r.spec else ''} (n={r.n:,})", ["metric", "value"], rows)
+    return render_table(f"quantization error (n={r.n:,})", ["metric", "value"], rows)
