@@ -10,7 +10,8 @@
  *
  * Work is described by a region of the (outer, length, inner) view used by granularity.py; Python
  * splits the tensor into one region per thread and calls these functions without the GIL.
- * Every kernel returns the number of non-finite inputs it saw (rejected or passed through by Python).
+ * Every kernel returns a nonzero count when it saw non-finite inputs (Python then rejects them with
+ * their exact count and position, or they were passed through).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -260,7 +261,7 @@ static void drive(const void *x, void *out, const qs_region *r, const float *sca
         const float *x = (const float *)x_ + off;                                                    \
         OT *out = (OT *)o_ + off;                                                                    \
         const float inv = 1.0f / s, zf = (float)z, lo = c->qmin, hi = c->qmax;                      \
-        int64_t bad = 0;                                                                             \
+        int bad = 0; /* any non-finite input? (an OR reduction vectorizes better than a count) */   \
         for (int64_t i = 0; i < n; ++i) {                                                            \
             const float v = x[i];                                                                    \
             const float w = finite_f(v) ? v : 0.0f;                                                  \
@@ -268,7 +269,7 @@ static void drive(const void *x, void *out, const qs_region *r, const float *sca
             q = q < lo ? lo : q;                                                                     \
             q = q > hi ? hi : q;                                                                     \
             STORE(out[i], q, zf, s, v);                                                              \
-            bad += !finite_f(v);                                                                     \
+            bad |= !finite_f(v);                                                                     \
         }                                                                                            \
         c->bad += bad;                                                                               \
     }                                                                                                \
@@ -277,7 +278,7 @@ static void drive(const void *x, void *out, const qs_region *r, const float *sca
         const float *x = (const float *)x_ + off;                                                    \
         OT *out = (OT *)o_ + off;                                                                    \
         const float lo = c->qmin, hi = c->qmax;                                                      \
-        int64_t bad = 0;                                                                             \
+        int bad = 0; /* any non-finite input? (an OR reduction vectorizes better than a count) */   \
         for (int64_t i = 0; i < n; ++i) {                                                            \
             const float v = x[i], s = sp[i], inv = 1.0f / s, zf = zp ? (float)zp[i] : 0.0f;          \
             const float w = finite_f(v) ? v : 0.0f;                                                  \
@@ -285,7 +286,7 @@ static void drive(const void *x, void *out, const qs_region *r, const float *sca
             q = q < lo ? lo : q;                                                                     \
             q = q > hi ? hi : q;                                                                     \
             STORE(out[i], q, zf, s, v);                                                              \
-            bad += !finite_f(v);                                                                     \
+            bad |= !finite_f(v);                                                                     \
         }                                                                                            \
         c->bad += bad;                                                                               \
     }
@@ -356,13 +357,13 @@ QS_INLINE uint32_t fcode_ne(float y, float w, float s, const qs_fmt *f) {
         const qs_fmt fmt_ = *c->fmt, *f = &fmt_; /* local copy: byte stores cannot alias it */       \
         const float inv = 1.0f / s;                                                                  \
         const int pt = c->passthrough; (void)pt;                                                     \
-        int64_t bad = 0;                                                                             \
+        int bad = 0; /* any non-finite input? (an OR reduction vectorizes better than a count) */   \
         for (int64_t i = 0; i < n; ++i) {                                                            \
             const float v = x[i];                                                                    \
             const float w = finite_f(v) ? v : 0.0f;                                                  \
             const float y = keep_tiny(w * inv, w);                                                   \
             STORE(RN, out[i], y, w, s, v);                                                           \
-            bad += !finite_f(v);                                                                     \
+            bad |= !finite_f(v);                                                                     \
         }                                                                                            \
         c->bad += bad;                                                                               \
     }                                                                                                \
@@ -373,13 +374,13 @@ QS_INLINE uint32_t fcode_ne(float y, float w, float s, const qs_fmt *f) {
         OT *out = (OT *)o_ + off;                                                                    \
         const qs_fmt fmt_ = *c->fmt, *f = &fmt_; /* local copy: byte stores cannot alias it */       \
         const int pt = c->passthrough; (void)pt;                                                     \
-        int64_t bad = 0;                                                                             \
+        int bad = 0; /* any non-finite input? (an OR reduction vectorizes better than a count) */   \
         for (int64_t i = 0; i < n; ++i) {                                                            \
             const float v = x[i], s = sp[i];                                                         \
             const float w = finite_f(v) ? v : 0.0f;                                                  \
             const float y = keep_tiny(w * (1.0f / s), w);                                            \
             STORE(RN, out[i], y, w, s, v);                                                           \
-            bad += !finite_f(v);                                                                     \
+            bad |= !finite_f(v);                                                                     \
         }                                                                                            \
         c->bad += bad;                                                                               \
     }
@@ -511,13 +512,13 @@ MX_INT_ELEM_FN(tz, rnd_tz)
                 const float *xb = x + o * L + ks;                                                    \
                 /* amax over finite values, as an integer max of the magnitude bits (vectorizes) */  \
                 uint32_t amax_bits = 0;                                                              \
-                int64_t nb = 0;                                                                      \
+                int nb = 0;                                                                          \
                 for (int64_t i = 0; i < n; ++i) {                                                    \
                     const uint32_t u = f2u(xb[i]) & 0x7fffffffu;                                     \
                     const int fin = u < 0x7f800000u;                                                 \
                     const uint32_t m = fin ? u : 0u;                                                 \
                     amax_bits = m > amax_bits ? m : amax_bits;                                       \
-                    nb += !fin;                                                                      \
+                    nb |= !fin;                                                                      \
                 }                                                                                    \
                 bad += nb;                                                                           \
                 const float amax = u2f(amax_bits);                                                   \

@@ -95,9 +95,14 @@ def disabled() -> Iterator[None]:
         _state.disabled = old
 
 
+def on_cpu(t: torch.Tensor) -> bool:
+    """Can the kernels process this tensor (built, enabled, on the CPU)?"""
+    return available() and t.device.type == "cpu"
+
+
 def usable(x: torch.Tensor, rounding: str) -> bool:
-    return (available() and x.device.type == "cpu" and rounding in ROUNDING_CODES
-            and x.numel() < 2**62)
+    """Can the kernels quantize ``x`` with this rounding mode (stochastic rounding needs torch's RNG)?"""
+    return on_cpu(x) and rounding in ROUNDING_CODES
 
 
 def _executor(n: int) -> ThreadPoolExecutor:

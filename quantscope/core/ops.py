@@ -27,11 +27,12 @@ from .spec import QParams, QuantSpec, as_spec
 
 
 # ------------------------------------------------------------------------------------ parameters
-def _check_qparams(qp: QParams, spec: QuantSpec, layout: Layout) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """User-given parameters as float32 / int32 tensors of the layout's 3-d parameter shape."""
+def _check_qparams(qp: QParams, spec: QuantSpec, layout: Layout, device: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """User-given parameters as float32 / int32 tensors of the layout's 3-d parameter shape, on ``device``."""
     if not isinstance(qp, QParams):
         raise TypeError(f"qparams must be a qs.QParams, got {type(qp).__name__}")
-    scale = torch.as_tensor(qp.scale, dtype=torch.float32).cpu()
+    scale = torch.as_tensor(qp.scale, dtype=torch.float32).to(device)
     n = layout.p_outer * layout.n_groups * layout.p_inner
     if scale.numel() == 1:
         scale = scale.reshape(1).expand(n).contiguous()
@@ -46,7 +47,7 @@ def _check_qparams(qp: QParams, spec: QuantSpec, layout: Layout) -> tuple[torch.
         if not (isinstance(fmt, IntFormat) and not fmt.symmetric):
             raise ValueError(f"{fmt.name} is symmetric: leave qparams.zero_point as None "
                              f"(use qs.int8(symmetric=False) for a zero point)")
-        zp = torch.as_tensor(qp.zero_point).cpu()
+        zp = torch.as_tensor(qp.zero_point).to(device)
         if zp.dtype.is_floating_point and not bool((zp == zp.round()).all()):
             raise ValueError("qparams.zero_point must hold integers")
         zp = zp.to(torch.int32)
@@ -57,7 +58,7 @@ def _check_qparams(qp: QParams, spec: QuantSpec, layout: Layout) -> tuple[torch.
         if bool((zp < fmt.qmin).any()) or bool((zp > fmt.qmax).any()):
             raise ValueError(f"qparams.zero_point must lie in [{fmt.qmin}, {fmt.qmax}]")
     elif isinstance(fmt, IntFormat) and not fmt.symmetric:
-        zp = torch.zeros(n, dtype=torch.int32)
+        zp = torch.zeros(n, dtype=torch.int32, device=device)
     shape3 = layout.param_shape3
     return scale.reshape(shape3).contiguous(), None if zp is None else zp.reshape(shape3).contiguous()
 
@@ -88,9 +89,9 @@ class _Prepared:
         if qparams is not None:
             if isinstance(fmt, FixedFormat) or not fmt.scaled:
                 raise ValueError(f"{fmt.name} has a fixed scale; do not pass qparams")
-            self.scale, self.zero_point = _check_qparams(qparams, spec, layout)
+            self.scale, self.zero_point = _check_qparams(qparams, spec, layout, work.device)
         elif isinstance(fmt, FixedFormat):
-            self.scale = torch.tensor([fmt.step], dtype=torch.float32)
+            self.scale = torch.tensor([fmt.step], dtype=torch.float32, device=work.device)
             self.layout = _flat_layout(layout)
         elif not fmt.scaled:
             self.layout = _flat_layout(layout)
@@ -104,7 +105,7 @@ class _Prepared:
             fitted_here = not cal.is_fitted
             if fitted_here:
                 cal.update(self.clean)  # raises on NaN/Inf (unless nonfinite='propagate')
-            self.scale, self.zero_point = _check_qparams(cal.qparams(), spec, layout)
+            self.scale, self.zero_point = _check_qparams(cal.qparams(), spec, layout, work.device)
             self.checked = fitted_here
 
     def raise_nonfinite(self) -> None:
@@ -155,7 +156,7 @@ def _reference(p: _Prepared, generator: torch.Generator | None) -> tuple[torch.T
     elif isinstance(fmt, CodebookFormat):
         y = x4 if s4 is None else x4 * (1.0 / s4)
         idx = grid.codebook_index(y, fmt, spec.rounding, generator, x4, 1.0 if s4 is None else s4)
-        q = torch.tensor(fmt.levels, dtype=torch.float32)[idx]
+        q = torch.tensor(fmt.levels, dtype=torch.float32, device=idx.device)[idx]
         values, codes = (q if s4 is None else q * s4), idx.to(grid.codebook_code_dtype(fmt))
     else:
         v = grid.mx_element_round(_keep_tiny(x4 / s4, x4), fmt, spec.rounding, generator)
@@ -292,6 +293,7 @@ def fake_quantize(x: Any, spec: QuantSpec | Format, *, calibrator: Any = None, q
         from .bounds import clip_range
 
         lo, hi = clip_range(p.spec, p.scale, p.zero_point, p.layout)
+        lo, hi = lo.to(p.work.device), hi.to(p.work.device)
         xv = p.work
         keep = (xv >= p.layout.expand(lo)) & (xv <= p.layout.expand(hi))
         return _StraightThrough.apply(x, result, keep.reshape(x.shape).to(x.device))

@@ -85,18 +85,21 @@ class QTensor:
         zp = None if self.zero_point is None else self.zero_point.reshape(layout.param_shape3).contiguous()
         flat_layout = _flat_layout(layout)
         if isinstance(fmt, FixedFormat):
-            scale, layout = torch.tensor([fmt.step], dtype=torch.float32), flat_layout
+            scale, layout = torch.tensor([fmt.step], dtype=torch.float32, device=codes.device), flat_layout
         if isinstance(fmt, (IntFormat, FixedFormat)):
-            if kernels.usable(codes, "nearest_even"):
+            if kernels.on_cpu(codes):
                 out = kernels.int_dequant(codes.contiguous(), layout, scale, zp)
             else:
                 c4 = layout.grouped(codes.to(torch.float32))
                 z4 = 0.0 if zp is None else layout.params4(zp.float())
                 out = layout.ungroup((c4 - z4) * layout.params4(scale))
         elif isinstance(fmt, MXFormat):
-            if kernels.usable(codes, "nearest_even"):  # element table lookup times the block scale
-                table = grid.mx_element_decode(torch.arange(256, dtype=torch.int32).to(torch.uint8).view(
-                    codes.dtype), fmt) if codes.dtype == torch.int8 else grid.float_table(fmt.element)
+            if kernels.on_cpu(codes):  # table lookup by the code's byte, times the block scale
+                if isinstance(fmt.element, IntFormat):
+                    every_byte = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.int8)
+                    table = grid.mx_element_decode(every_byte, fmt)
+                else:
+                    table = grid.float_table(fmt.element)
                 out = kernels.lut_dequant(codes.contiguous().view(torch.uint8), layout, scale, table)
             else:
                 v4 = layout.grouped(grid.mx_element_decode(codes, fmt))
@@ -104,9 +107,10 @@ class QTensor:
         else:
             table = grid.float_table(fmt) if isinstance(fmt, FloatFormat) else torch.tensor(fmt.levels,
                                                                                            dtype=torch.float32)
+            table = table.to(codes.device)
             if scale is None:
                 layout = flat_layout
-            if kernels.usable(codes, "nearest_even") and codes.dtype in (torch.uint8, torch.int16, torch.int32):
+            if kernels.on_cpu(codes) and codes.dtype in (torch.uint8, torch.int16, torch.int32):
                 out = kernels.lut_dequant(codes.contiguous(), layout, scale, table)
             else:
                 idx = codes.to(torch.int64) & (0xFFFF if fmt.bits == 16 else -1)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .formats import CodebookFormat, FixedFormat, FloatFormat, IntFormat, MXFormat
+from .formats import FixedFormat, IntFormat, MXFormat
 from .spec import QParams, QuantSpec
 
 MIN_SCALE = 2.0**-126
@@ -107,9 +107,3 @@ def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, spec: QuantSpec) -> Q
 def fixed_qparams(fmt: FixedFormat, shape: tuple[int, ...] = ()) -> QParams:
     """The constant step 2^-fraction_length of a fixed-point format."""
     return QParams(torch.full(shape, fmt.step, dtype=torch.float32))
-
-
-def is_scaled_format(fmt: object) -> bool:
-    return isinstance(fmt, (IntFormat, MXFormat)) or (
-        isinstance(fmt, (FloatFormat, CodebookFormat)) and bool(fmt.scaled)
-    )

@@ -14,6 +14,7 @@ import torch
 
 from ..core.arrays import as_float_tensor
 from ..core.bounds import error_bound, float32_slack
+from ..core.formats import FixedFormat
 from ..core.qtensor import QTensor
 
 
@@ -61,7 +62,7 @@ def error(x: Any, x_hat: Any) -> ErrorReport:
     """Measure the quantization error of ``x_hat`` (a QTensor, or any array of x's shape) against ``x``."""
     xt = _as_float32(x, "x")
     q = x_hat if isinstance(x_hat, QTensor) else None
-    xh = q.dequantize_float32() if q is not None else _as_float32(x_hat, "x_hat")
+    xh = q.dequantize_float32().cpu() if q is not None else _as_float32(x_hat, "x_hat")
     if tuple(xh.shape) != tuple(xt.shape):
         raise ValueError(f"x has shape {tuple(xt.shape)} but x_hat has shape {tuple(xh.shape)}; they must match")
     finite = torch.isfinite(xt) & torch.isfinite(xh)
@@ -77,10 +78,11 @@ def error(x: Any, x_hat: Any) -> ErrorReport:
                   sqnr_db=sqnr, signal_power=signal)
     if q is not None:
         layout = q.spec.granularity.layout(q.shape)
-        scale = q.scale
-        if scale is None and q.spec.format.family == "int":  # fixed point: the constant step
+        scale = None if q.scale is None else q.scale.cpu()
+        if isinstance(q.spec.format, FixedFormat):  # fixed point: the constant step
             scale = torch.full(layout.param_shape, q.spec.format.step)
-        bound, in_range = error_bound(xt, q.spec, scale, q.zero_point, layout)
+        zero_point = None if q.zero_point is None else q.zero_point.cpu()
+        bound, in_range = error_bound(xt, q.spec, scale, zero_point, layout)
         in_range &= finite
         err = (xt - xh).abs()
         ok = err <= bound + float32_slack(xt, xh)
