@@ -488,8 +488,8 @@ int64_t qs_lut_dequant(const void *codes, int code_type, float *out, const qs_re
 /* ----- MX: per block, find amax, derive the E8M0 scale, quantize the block (one pass over memory) */
 /* one block: element values (x / s rounded, in units of s) */
 #define MX_INT_ELEM_FN(RN, ROUND)                                                                     \
-    QS_INLINE float mxint_##RN(float y, float unit, float emax) {                                \
-        const float q = ROUND(y / unit) + 0.0f; /* +0.0f: no negative zero, as the int path */       \
+    QS_INLINE float mxint_##RN(float y, float inv_unit, float emax) {                            \
+        const float q = ROUND(y * inv_unit) + 0.0f; /* +0.0f: no negative zero, as the int path */   \
         return q < -emax ? -emax : (q > emax ? emax : q);                                            \
     }
 MX_INT_ELEM_FN(ne, rnd_ne)
@@ -505,7 +505,7 @@ MX_INT_ELEM_FN(tz, rnd_tz)
         const qs_fmt fmt_ = make_fmt(fp, O_SATURATE), *f = &fmt_; /* local: stores cannot alias it */ \
         const int64_t L = r->length, G = r->group, NG = (L + G - 1) / G;                             \
         int64_t bad = 0;                                                                             \
-        const float unit = pow2i(step_exp);                                                          \
+        const float unit = pow2i(step_exp), inv_unit = pow2i(-step_exp);                             \
         for (int64_t o = r->o_begin; o < r->o_end; ++o) {                                            \
             for (int64_t k = r->k_begin; k < r->k_end;) {                                            \
                 const int64_t g = k / G, ks = g * G, ke = ks + G < L ? ks + G : L, n = ke - ks;      \
@@ -525,29 +525,29 @@ MX_INT_ELEM_FN(tz, rnd_tz)
                 int32_t e = amax_bits ? (int32_t)(amax_bits >> 23) - 127 - emax_elem : -127;         \
                 if (amax_bits && amax < FLT_MIN) e = ilogbf(amax) - emax_elem;                       \
                 e = e < -127 ? -127 : (e > 127 ? 127 : e);                                           \
-                const float s = pow2i(e);                                                            \
+                const float s = pow2i(e), inv_s = pow2i(-e); /* x * 2^-e rounds exactly like x / 2^e */ \
                 if (scodes) scodes[o * NG + g] = (uint8_t)(e + 127);                                 \
                 float *ob = out ? out + o * L + ks : NULL;                                           \
                 if (int_elem) {                                                                      \
                     if (ob) for (int64_t i = 0; i < n; ++i) {                                        \
                         const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
-                        const float q = mxint_##RN(keep_tiny(w / s, w), unit, elem_max);                     \
+                        const float q = mxint_##RN(keep_tiny(w * inv_s, w), inv_unit, elem_max);                     \
                         ob[i] = (passthrough && !finite_f(v)) ? v : (q * unit) * s;                  \
                     }                                                                                \
                     if (codes) for (int64_t i = 0; i < n; ++i) {                                     \
                         const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
-                        ((int8_t *)codes)[o * L + ks + i] = (int8_t)mxint_##RN(keep_tiny(w / s, w), unit, elem_max); \
+                        ((int8_t *)codes)[o * L + ks + i] = (int8_t)mxint_##RN(keep_tiny(w * inv_s, w), inv_unit, elem_max); \
                     }                                                                                \
                 } else {                                                                             \
                     if (ob) for (int64_t i = 0; i < n; ++i) {                                        \
                         const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
-                        const float q = fgrid_##RN(keep_tiny(w / s, w), f);              \
+                        const float q = fgrid_##RN(keep_tiny(w * inv_s, w), f);              \
                         ob[i] = (passthrough && !finite_f(v)) ? v : q * s;                           \
                     }                                                                                \
                     if (codes) for (int64_t i = 0; i < n; ++i) {                                     \
                         const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
                         ((uint8_t *)codes)[o * L + ks + i] =                                         \
-                            (uint8_t)fcode_##RN(keep_tiny(w / s, w), keep_tiny(w / s, w), 1.0f, f);  \
+                            (uint8_t)fcode_##RN(keep_tiny(w * inv_s, w), keep_tiny(w * inv_s, w), 1.0f, f);  \
                     }                                                                                \
                 }                                                                                    \
                 k = ke;                                                                              \
