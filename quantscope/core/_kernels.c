@@ -498,58 +498,76 @@ MX_INT_ELEM_FN(fl, rnd_fl)
 MX_INT_ELEM_FN(ce, rnd_ce)
 MX_INT_ELEM_FN(tz, rnd_tz)
 
+/* One MX block of n elements: find amax, derive the shared exponent, write values and/or codes.
+ * Inlined with n == block size as a constant for full blocks, so the loops compile to straight
+ * vector code without per-block trip-count and aliasing checks. Returns the non-finite flag. */
+#define MX_BLOCK(RN)                                                                                  \
+    QS_INLINE int mx_block_##RN(const float *restrict xb, float *restrict ob, int8_t *restrict ci,    \
+                                uint8_t *restrict cf, uint8_t *restrict sc, int64_t n, const qs_fmt *f, \
+                                int int_elem, int32_t emax_elem, float unit, float inv_unit,         \
+                                float elem_max, int passthrough) {                                   \
+        uint32_t amax_bits = 0; /* amax over finite values as an integer max of magnitude bits */    \
+        int nb = 0;                                                                                  \
+        for (int64_t i = 0; i < n; ++i) {                                                            \
+            const uint32_t u = f2u(xb[i]) & 0x7fffffffu;                                             \
+            const int fin = u < 0x7f800000u;                                                         \
+            const uint32_t m = fin ? u : 0u;                                                         \
+            amax_bits = m > amax_bits ? m : amax_bits;                                               \
+            nb |= !fin;                                                                              \
+        }                                                                                            \
+        const float amax = u2f(amax_bits);                                                           \
+        int32_t e = amax_bits ? (int32_t)(amax_bits >> 23) - 127 - emax_elem : -127;                 \
+        if (amax_bits && amax < FLT_MIN) e = ilogbf(amax) - emax_elem;                               \
+        e = e < -127 ? -127 : (e > 127 ? 127 : e);                                                   \
+        const float s = pow2i(e), inv_s = pow2i(-e); /* x * 2^-e rounds exactly like x / 2^e */      \
+        if (sc) *sc = (uint8_t)(e + 127);                                                            \
+        if (int_elem) {                                                                              \
+            if (ob) for (int64_t i = 0; i < n; ++i) {                                                \
+                const float v = xb[i], w = finite_f(v) ? v : 0.0f;                                   \
+                const float q = mxint_##RN(keep_tiny(w * inv_s, w), inv_unit, elem_max);             \
+                ob[i] = (passthrough && !finite_f(v)) ? v : (q * unit) * s;                          \
+            }                                                                                        \
+            if (ci) for (int64_t i = 0; i < n; ++i) {                                                \
+                const float v = xb[i], w = finite_f(v) ? v : 0.0f;                                   \
+                ci[i] = (int8_t)mxint_##RN(keep_tiny(w * inv_s, w), inv_unit, elem_max);             \
+            }                                                                                        \
+        } else {                                                                                     \
+            if (ob) for (int64_t i = 0; i < n; ++i) {                                                \
+                const float v = xb[i], w = finite_f(v) ? v : 0.0f;                                   \
+                const float q = fgrid_##RN(keep_tiny(w * inv_s, w), f);                              \
+                ob[i] = (passthrough && !finite_f(v)) ? v : q * s;                                   \
+            }                                                                                        \
+            if (cf) for (int64_t i = 0; i < n; ++i) {                                                \
+                const float v = xb[i], w = finite_f(v) ? v : 0.0f, y = keep_tiny(w * inv_s, w);      \
+                cf[i] = (uint8_t)fcode_##RN(y, y, 1.0f, f);                                          \
+            }                                                                                        \
+        }                                                                                            \
+        return nb;                                                                                   \
+    }
+
 #define MX_RUNS(RN, ROUND)                                                                            \
+    MX_BLOCK(RN)                                                                                     \
     QS_CLONES static int64_t mx_##RN(const float *x, float *out, void *codes, uint8_t *scodes,        \
                                      const qs_region *r, const qs_float_format *fp, int int_elem,    \
                                      int32_t emax_elem, int32_t step_exp, float elem_max, int passthrough) { \
-        const qs_fmt fmt_ = make_fmt(fp, O_SATURATE), *f = &fmt_; /* local: stores cannot alias it */ \
+        const qs_fmt fmt_ = make_fmt(fp, O_SATURATE), *f = &fmt_;                                    \
         const int64_t L = r->length, G = r->group, NG = (L + G - 1) / G;                             \
-        int64_t bad = 0;                                                                             \
         const float unit = pow2i(step_exp), inv_unit = pow2i(-step_exp);                             \
+        int64_t bad = 0;                                                                             \
         for (int64_t o = r->o_begin; o < r->o_end; ++o) {                                            \
             for (int64_t k = r->k_begin; k < r->k_end;) {                                            \
                 const int64_t g = k / G, ks = g * G, ke = ks + G < L ? ks + G : L, n = ke - ks;      \
-                const float *xb = x + o * L + ks;                                                    \
-                /* amax over finite values, as an integer max of the magnitude bits (vectorizes) */  \
-                uint32_t amax_bits = 0;                                                              \
-                int nb = 0;                                                                          \
-                for (int64_t i = 0; i < n; ++i) {                                                    \
-                    const uint32_t u = f2u(xb[i]) & 0x7fffffffu;                                     \
-                    const int fin = u < 0x7f800000u;                                                 \
-                    const uint32_t m = fin ? u : 0u;                                                 \
-                    amax_bits = m > amax_bits ? m : amax_bits;                                       \
-                    nb |= !fin;                                                                      \
-                }                                                                                    \
-                bad += nb;                                                                           \
-                const float amax = u2f(amax_bits);                                                   \
-                int32_t e = amax_bits ? (int32_t)(amax_bits >> 23) - 127 - emax_elem : -127;         \
-                if (amax_bits && amax < FLT_MIN) e = ilogbf(amax) - emax_elem;                       \
-                e = e < -127 ? -127 : (e > 127 ? 127 : e);                                           \
-                const float s = pow2i(e), inv_s = pow2i(-e); /* x * 2^-e rounds exactly like x / 2^e */ \
-                if (scodes) scodes[o * NG + g] = (uint8_t)(e + 127);                                 \
-                float *ob = out ? out + o * L + ks : NULL;                                           \
-                if (int_elem) {                                                                      \
-                    if (ob) for (int64_t i = 0; i < n; ++i) {                                        \
-                        const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
-                        const float q = mxint_##RN(keep_tiny(w * inv_s, w), inv_unit, elem_max);                     \
-                        ob[i] = (passthrough && !finite_f(v)) ? v : (q * unit) * s;                  \
-                    }                                                                                \
-                    if (codes) for (int64_t i = 0; i < n; ++i) {                                     \
-                        const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
-                        ((int8_t *)codes)[o * L + ks + i] = (int8_t)mxint_##RN(keep_tiny(w * inv_s, w), inv_unit, elem_max); \
-                    }                                                                                \
-                } else {                                                                             \
-                    if (ob) for (int64_t i = 0; i < n; ++i) {                                        \
-                        const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
-                        const float q = fgrid_##RN(keep_tiny(w * inv_s, w), f);              \
-                        ob[i] = (passthrough && !finite_f(v)) ? v : q * s;                           \
-                    }                                                                                \
-                    if (codes) for (int64_t i = 0; i < n; ++i) {                                     \
-                        const float v = xb[i], w = finite_f(v) ? v : 0.0f;                           \
-                        ((uint8_t *)codes)[o * L + ks + i] =                                         \
-                            (uint8_t)fcode_##RN(keep_tiny(w * inv_s, w), keep_tiny(w * inv_s, w), 1.0f, f);  \
-                    }                                                                                \
-                }                                                                                    \
+                const int64_t at = o * L + ks;                                                       \
+                float *ob = out ? out + at : NULL;                                                   \
+                int8_t *ci = (codes && int_elem) ? (int8_t *)codes + at : NULL;                      \
+                uint8_t *cf = (codes && !int_elem) ? (uint8_t *)codes + at : NULL;                   \
+                uint8_t *sc = scodes ? scodes + o * NG + g : NULL;                                   \
+                if (n == 32)                                                                         \
+                    bad += mx_block_##RN(x + at, ob, ci, cf, sc, 32, f, int_elem, emax_elem, unit,   \
+                                         inv_unit, elem_max, passthrough);                           \
+                else                                                                                 \
+                    bad += mx_block_##RN(x + at, ob, ci, cf, sc, n, f, int_elem, emax_elem, unit,    \
+                                         inv_unit, elem_max, passthrough);                           \
                 k = ke;                                                                              \
             }                                                                                        \
         }                                                                                            \
