@@ -67,11 +67,9 @@ def _check_qparams(qp: QParams, spec: QuantSpec, layout: Layout, device: torch.d
 class _Prepared:
     """Input, layout and parameters, ready for the kernel or the reference path."""
 
-    def __init__(self, x: Any, spec: QuantSpec | Format, calibrator: Any, qparams: QParams | None,
-                 fuse_mx: bool):
+    def __init__(self, x: Any, spec: QuantSpec | Format, calibrator: Any, qparams: QParams | None):
         self.spec = spec = as_spec(spec)
         t, self.origin = as_float_tensor(x)
-        self.input = t
         self.layout = layout = spec.granularity.layout(tuple(t.shape))
         work = t.detach().to(torch.float32).contiguous()
         self.nonfinite: torch.Tensor | None = None
@@ -86,16 +84,18 @@ class _Prepared:
         self.scale: torch.Tensor | None = None
         self.zero_point: torch.Tensor | None = None
         self.mx_fused = False
+        if (qparams is not None or calibrator is not None) and (isinstance(fmt, FixedFormat) or not fmt.scaled):
+            what = "qparams" if qparams is not None else "a calibrator"
+            raise ValueError(f"{fmt.name} has a fixed scale; do not pass {what} (for a fitted scale use "
+                             f"a scaled format, e.g. qs.fp8_e4m3(scaled=True) or qs.codebook(..., normalized=True))")
         if qparams is not None:
-            if isinstance(fmt, FixedFormat) or not fmt.scaled:
-                raise ValueError(f"{fmt.name} has a fixed scale; do not pass qparams")
             self.scale, self.zero_point = _check_qparams(qparams, spec, layout, work.device)
         elif isinstance(fmt, FixedFormat):
             self.scale = torch.tensor([fmt.step], dtype=torch.float32, device=work.device)
             self.layout = _flat_layout(layout)
         elif not fmt.scaled:
             self.layout = _flat_layout(layout)
-        elif (fuse_mx and isinstance(fmt, MXFormat) and calibrator in (None, "minmax")
+        elif (isinstance(fmt, MXFormat) and calibrator in (None, "minmax")
               and layout.inner == 1 and kernels.usable(work, spec.rounding)):
             self.mx_fused = True  # the kernel derives the block scales in the same pass
         else:
@@ -221,7 +221,7 @@ def quantize(x: Any, spec: QuantSpec | Format, *, calibrator: Any = None, qparam
     Guarantee: with round-to-nearest, every element inside the representable range is within half a
     local step of its reconstruction (Δ/2 for integer formats); see :func:`quantscope.error`.
     """
-    p = _Prepared(x, spec, calibrator, qparams, fuse_mx=True)
+    p = _Prepared(x, spec, calibrator, qparams)
     codes, _ = _run(p, "codes", generator)
     nf_index = nf_value = None
     if p.nonfinite is not None:
@@ -280,7 +280,7 @@ def fake_quantize(x: Any, spec: QuantSpec | Format, *, calibrator: Any = None, q
         if grad:
             raise ValueError("out= does not support autograd; call fake_quantize without out to get gradients")
         buf = _out_buffer(x, out)
-    p = _Prepared(x, spec, calibrator, qparams, fuse_mx=True)
+    p = _Prepared(x, spec, calibrator, qparams)
     direct = out is not None and buf.dtype == torch.float32 and buf.device.type == "cpu" and buf.is_contiguous()
     values, _ = _run(p, "values", generator, buf if direct else None)
     if out is not None:

@@ -135,6 +135,8 @@ def test_bad_granularity_and_params():
         qs.quantize(x, qs.int8(symmetric=False), qparams=qs.QParams(0.1, 300))
     with pytest.raises(ValueError, match="fixed scale"):
         qs.quantize(x, qs.fp16(), qparams=qs.QParams(0.1))
+    with pytest.raises(ValueError, match="do not pass a calibrator"):
+        qs.quantize(x, qs.fixed(m=3, n=4), calibrator="minmax")
     with pytest.raises(ValueError, match="unknown calibrator"):
         qs.quantize(x, qs.int8(), calibrator="magic")
 
