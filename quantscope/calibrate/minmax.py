@@ -79,3 +79,48 @@ class MinMaxCalibrator:
 
     def __repr__(self) -> str:
         return f"MinMaxCalibrator({as_spec(self.spec)})"
+
+
+class EMAMinMaxCalibrator(MinMaxCalibrator):
+    """Moving-average min-max (torch.ao's MovingAverageMinMaxObserver): after the first batch,
+    range <- range + c · (batch range - range). Damps one-off outlier batches.
+
+    ``merge`` averages two states weighted by their batch counts: unlike the other calibrators this is
+    an approximation of one pass (an exponential average depends on batch order).
+    """
+
+    def __init__(self, spec: QuantSpec, averaging_constant: float = 0.01) -> None:
+        super().__init__(spec)
+        self.averaging_constant = averaging_constant
+
+    def update(self, x: Any) -> EMAMinMaxCalibrator:
+        c = float(self.averaging_constant)
+        if not 0.0 < c <= 1.0:
+            raise ValueError(f"averaging_constant must be in (0, 1], got {self.averaging_constant!r}")
+        lo, hi, pshape = self._range_of(x)
+        if not self.is_fitted:
+            self.min_, self.max_, self.param_shape_, self.batches_ = lo, hi, pshape, 1
+            return self
+        if pshape != self.param_shape_:
+            raise ValueError(f"batch gives parameter shape {pshape}, earlier batches gave {self.param_shape_}")
+        self.min_ = self.min_ + c * (lo - self.min_)
+        self.max_ = self.max_ + c * (hi - self.max_)
+        self.batches_ += 1
+        return self
+
+    def merge(self, other: MinMaxCalibrator) -> EMAMinMaxCalibrator:
+        if not isinstance(other, EMAMinMaxCalibrator):
+            raise TypeError(f"can only merge with another EMAMinMaxCalibrator, got {type(other).__name__}")
+        if as_spec(other.spec) != as_spec(self.spec):
+            raise ValueError("cannot merge calibrators built for different specs")
+        states = [c for c in (self, other) if c.is_fitted]
+        out = EMAMinMaxCalibrator(self.spec, self.averaging_constant)
+        if not states:
+            return out
+        if len(states) == 2 and self.param_shape_ != other.param_shape_:
+            raise ValueError(f"cannot merge parameter shapes {self.param_shape_} and {other.param_shape_}")
+        n = sum(c.batches_ for c in states)
+        out.min_ = sum(c.min_ * c.batches_ for c in states) / n
+        out.max_ = sum(c.max_ * c.batches_ for c in states) / n
+        out.param_shape_, out.batches_ = states[0].param_shape_, n
+        return out

@@ -65,13 +65,25 @@ class Layout:
     def view3(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(self.outer, self.length, self.inner)
 
-    def grouped(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` as ``(outer, n_groups, group, inner)``, zero-padding a short last group."""
+    def grouped(self, x: torch.Tensor, pad_value: float = 0.0) -> torch.Tensor:
+        """``x`` as ``(outer, n_groups, group, inner)``, padding a short last group with ``pad_value``."""
         x3 = self.view3(x)
         pad = self.n_groups * self.group - self.length
         if pad:
-            x3 = torch.cat([x3, x3.new_zeros(self.outer, pad, self.inner)], dim=1)
+            x3 = torch.cat([x3, x3.new_full((self.outer, pad, self.inner), pad_value)], dim=1)
         return x3.reshape(self.outer, self.n_groups, self.group, self.inner)
+
+    @property
+    def n_params(self) -> int:
+        return self.p_outer * self.n_groups * self.p_inner
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as ``(n_params, m)``: row r holds every element that shares parameter r (flattened
+        ``param_shape3`` order). A short last group is padded with NaN, which callers skip."""
+        x4 = self.grouped(x, pad_value=float("nan"))
+        param_dims = ([0] if self.p_outer > 1 else []) + [1] + ([3] if self.p_inner > 1 else [])
+        rest = [d for d in range(4) if d not in param_dims]
+        return x4.permute(*param_dims, *rest).reshape(self.n_params, -1)
 
     def ungroup(self, y4: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`grouped` (drops the padding), back to ``shape``."""
