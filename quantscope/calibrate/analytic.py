@@ -1,7 +1,7 @@
 """ACIQ: analytic clipping from a fitted Gaussian or Laplace model (Banner et al., 2019).
 
 The data's mean, standard deviation σ, mean absolute deviation b and kurtosis come from the streaming
-histogram. With M bits the expected MSE of clipping at ±α around the mean is modelled as
+sketch. With M bits the expected MSE of clipping at ±α around the mean is modelled as
 
     Laplace(b):  2·b²·exp(-α/b)                                  + α² / (3·4^M)
     Gauss(σ):    2·[(α²+σ²)·Q(α/σ) - α·σ·φ(α/σ)]                 + α² / (3·4^M)
@@ -18,6 +18,7 @@ import torch
 
 from ..core.formats import IntFormat
 from ..core.spec import QuantSpec, as_spec
+from .hist import DEFAULT_RAW_LIMIT
 from .histogram import HistogramCalibrator
 
 DISTRIBUTIONS = ("auto", "gauss", "laplace")
@@ -42,12 +43,23 @@ def laplace_clip_mse(alpha: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 2 * b**2 * torch.exp(-alpha / b)
 
 
-def optimal_alpha(scale: torch.Tensor, bits: float, distribution: str, grid: int = 4000) -> torch.Tensor:
-    """α minimizing clipping + granular MSE, for σ (gauss) or b (laplace) per group."""
-    t = torch.linspace(1e-3, 1.0, grid, dtype=torch.float64)[:, None] * (40 * scale)[None, :]
-    clip = gauss_clip_mse(t, scale[None]) if distribution == "gauss" else laplace_clip_mse(t, scale[None])
-    total = clip + t**2 / (3 * 4.0**bits)
-    return t.gather(0, total.argmin(dim=0, keepdim=True)).squeeze(0)
+def _model_mse(alpha: torch.Tensor, scale: torch.Tensor, bits: float, distribution: str) -> torch.Tensor:
+    clip = gauss_clip_mse(alpha, scale) if distribution == "gauss" else laplace_clip_mse(alpha, scale)
+    return clip + alpha**2 / (3 * 4.0**bits)
+
+
+def optimal_alpha(scale: torch.Tensor, bits: float, distribution: str, grid: int = 256) -> torch.Tensor:
+    """α minimizing clipping + granular MSE for σ (gauss) or b (laplace) per group: a grid over
+    (0, 40·scale], then a second grid between the best point's neighbours (relative error ~ 1e-5)."""
+    lo = torch.zeros_like(scale)
+    hi = 40 * scale
+    for _ in range(2):
+        t = lo[None] + (hi - lo)[None] * torch.linspace(0.0, 1.0, grid + 1, dtype=torch.float64)[1:, None]
+        best = _model_mse(t, scale[None], bits, distribution).argmin(dim=0)
+        step = (hi - lo) / grid
+        center = t.gather(0, best[None]).squeeze(0)
+        lo, hi = (center - step).clamp_min(1e-30 * scale), center + step
+    return (lo + hi) / 2
 
 
 def effective_bits(spec: QuantSpec) -> float:
@@ -60,20 +72,16 @@ def effective_bits(spec: QuantSpec) -> float:
 class ACIQCalibrator(HistogramCalibrator):
     """Analytic clipping: fit Gauss or Laplace, clip at the α that minimizes the modelled MSE."""
 
-    def __init__(self, spec: QuantSpec, distribution: str = "auto", bins: int | None = None) -> None:
-        super().__init__(spec, bins)
+    def __init__(self, spec: QuantSpec, distribution: str = "auto", bins: int | None = None,
+                 raw_limit: int = DEFAULT_RAW_LIMIT) -> None:
+        super().__init__(spec, bins, raw_limit)
         self.distribution = distribution
 
     def _range(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.distribution not in DISTRIBUTIONS:
             raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {self.distribution!r}")
-        h = self.hist_
-        n = h.n.clamp_min(1).to(torch.float64)
-        mu, sigma = h.mean, h.std.clamp_min(1e-30)
-        dev = h.centers() - mu[:, None]
-        w = h.counts.to(torch.float64)
-        b = ((dev.abs() * w).sum(1) / n).clamp_min(1e-30)
-        kurtosis = (dev**4 * w).sum(1) / n / sigma**4
+        mu, sigma, b, kurtosis = self.hist_.moments()
+        sigma, b = sigma.clamp_min(1e-30), b.clamp_min(1e-30)
         bits = effective_bits(as_spec(self.spec))
         a_gauss = optimal_alpha(sigma, bits, "gauss")
         a_laplace = optimal_alpha(b, bits, "laplace")

@@ -1,6 +1,6 @@
 """Histogram calibrators: percentile, MSE-optimal and KL (entropy) clipping.
 
-All of them stream batches into a :class:`GroupHistogram` (bounded memory, exact merge) and choose
+All of them stream batches into a :class:`GroupSketch` (bounded memory, exact merge) and choose
 the clipping range from it when ``qparams()`` is asked for:
 
 * ``PercentileCalibrator``: clip at the p-th percentile of |x| (symmetric formats) or at the
@@ -27,7 +27,7 @@ from ..core.ops import fake_quantize
 from ..core.scales import qparams_from_range
 from ..core.spec import QParams, QuantSpec, as_spec
 from .base import NotFittedError
-from .hist import GroupHistogram, auto_bins
+from .hist import DEFAULT_RAW_LIMIT, GroupSketch, auto_bins
 
 EVAL_BUDGET = 1 << 24  # candidate x group x bin evaluations per fake-quantize call
 
@@ -35,9 +35,10 @@ EVAL_BUDGET = 1 << 24  # candidate x group x bin evaluations per fake-quantize c
 class HistogramCalibrator:
     """Base class: streaming per-group histograms; subclasses choose the range in ``_range``."""
 
-    def __init__(self, spec: QuantSpec, bins: int | None = None) -> None:
+    def __init__(self, spec: QuantSpec, bins: int | None = None, raw_limit: int = DEFAULT_RAW_LIMIT) -> None:
         self.spec = spec
         self.bins = bins
+        self.raw_limit = raw_limit
 
     @property
     def is_fitted(self) -> bool:
@@ -60,7 +61,7 @@ class HistogramCalibrator:
         layout = spec.granularity.layout(tuple(t.shape))
         rows = layout.rows(t)
         if not self.is_fitted:
-            self.hist_ = GroupHistogram(layout.n_params, auto_bins(layout.n_params, self.bins, rows.shape[1]))
+            self.hist_ = GroupSketch(layout.n_params, auto_bins(layout.n_params, self.bins), self.raw_limit)
             self.param_shape_ = layout.param_shape
         elif layout.param_shape != self.param_shape_:
             hint = " (per-token ranges are dynamic: quantize each batch on its own)" if isinstance(
@@ -107,8 +108,9 @@ class HistogramCalibrator:
 class PercentileCalibrator(HistogramCalibrator):
     """Clip at a percentile (e.g. 99.99) of |x|, or of each tail for asymmetric formats."""
 
-    def __init__(self, spec: QuantSpec, percentile: float = 99.99, bins: int | None = None) -> None:
-        super().__init__(spec, bins)
+    def __init__(self, spec: QuantSpec, percentile: float = 99.99, bins: int | None = None,
+                 raw_limit: int = DEFAULT_RAW_LIMIT) -> None:
+        super().__init__(spec, bins, raw_limit)
         self.percentile = percentile
 
     def _range(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,14 +138,16 @@ def _eval_spec(spec: QuantSpec, scale: torch.Tensor) -> tuple[QuantSpec, torch.T
     return QuantSpec(fmt, per_channel(0), rounding, spec.overflow, spec.scale_dtype), scale
 
 
-def expected_mse(hist: GroupHistogram, spec: QuantSpec, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """Expected quantization MSE of each group for candidate ranges ``lo``/``hi`` of shape (T, groups).
+def expected_mse(hist: GroupSketch, spec: QuantSpec, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Quantization MSE of each group for candidate ranges ``lo``/``hi`` of shape (T, groups).
 
-    Each bin's mass is placed at its center and fake-quantized with the format's own arithmetic.
+    The sketch's points (exact values, or bin centers weighted by counts) are fake-quantized with the
+    format's own arithmetic: exact for groups still held raw, a bin-center estimate otherwise.
     """
-    T, P, B = lo.shape[0], hist.n_groups, hist.bins
-    centers = hist.centers().float()
-    weights = hist.counts.to(torch.float64) / hist.n.clamp_min(1).to(torch.float64)[:, None]
+    centers, weights = hist.points()
+    T, P, B = lo.shape[0], hist.n_groups, centers.shape[1]
+    centers = centers.float()
+    weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1)
     qp = qparams_from_range(lo.float(), hi.float(), spec)
     espec, scale = _eval_spec(spec, qp.scale)
     out = torch.empty(T, P, dtype=torch.float64)
@@ -158,7 +162,7 @@ def expected_mse(hist: GroupHistogram, spec: QuantSpec, lo: torch.Tensor, hi: to
     return out
 
 
-def mse_search(hist: GroupHistogram, spec: QuantSpec, candidates: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def mse_search(hist: GroupSketch, spec: QuantSpec, candidates: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     """The range [lo, hi] per group minimizing the expected MSE, over ranges shrinking [min, max].
 
     ``candidates`` evenly spaced shrink factors in (0, 1], then as many again around the best one
@@ -186,8 +190,9 @@ def mse_search(hist: GroupHistogram, spec: QuantSpec, candidates: int = 100) -> 
 class MSECalibrator(HistogramCalibrator):
     """The clipping range with the smallest expected quantization MSE for the spec's format."""
 
-    def __init__(self, spec: QuantSpec, candidates: int = 100, bins: int | None = None) -> None:
-        super().__init__(spec, bins)
+    def __init__(self, spec: QuantSpec, candidates: int = 100, bins: int | None = None,
+                 raw_limit: int = DEFAULT_RAW_LIMIT) -> None:
+        super().__init__(spec, bins, raw_limit)
         self.candidates = candidates
 
     def _range(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,18 +214,23 @@ class KLCalibrator(HistogramCalibrator):
     weight groups) take the MSE-optimal range instead of an unreliable, over-clipping threshold.
     """
 
-    def __init__(self, spec: QuantSpec, min_samples: int = 2048, bins: int | None = None) -> None:
-        super().__init__(spec, bins)
+    def __init__(self, spec: QuantSpec, min_samples: int = 2048, bins: int | None = None,
+                 raw_limit: int = DEFAULT_RAW_LIMIT) -> None:
+        super().__init__(spec, bins, raw_limit)
         self.min_samples = min_samples
 
     def _range(self) -> tuple[torch.Tensor, torch.Tensor]:
         h, spec = self.hist_, as_spec(self.spec)
-        v = kl_threshold(h.abs_counts().to(torch.float64), h.width, kl_levels(spec))
-        sparse = h.n < int(self.min_samples)
-        if bool(sparse.any()):
-            lo, hi = mse_search(h, spec)
-            return torch.where(sparse, lo, -v), torch.where(sparse, hi, v)
-        return -v, v
+        dense = h.n >= int(self.min_samples)
+        lo = torch.zeros(h.n_groups, dtype=torch.float64)
+        hi = torch.zeros(h.n_groups, dtype=torch.float64)
+        if bool(dense.any()):
+            v = kl_threshold(h.abs_histogram()[dense].to(torch.float64), h.width[dense], kl_levels(spec))
+            lo[dense], hi[dense] = -v, v
+        if not bool(dense.all()):
+            mlo, mhi = mse_search(h, spec)
+            lo, hi = torch.where(dense, lo, mlo), torch.where(dense, hi, mhi)
+        return lo, hi
 
 
 def kl_threshold(hist: torch.Tensor, width: torch.Tensor, levels: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 from ..core.arrays import as_float_tensor, check_finite
 from ..core.formats import CodebookFormat, codebook
 from .base import NotFittedError
-from .hist import GroupHistogram
+from .hist import GroupSketch
 
 
 def lloyd_max(centers: torch.Tensor, weights: torch.Tensor, n_levels: int, iters: int = 500,
@@ -67,7 +67,7 @@ class LloydMaxCalibrator:
         t = t.detach().to(device="cpu", dtype=torch.float32)
         check_finite(t)
         if not self.is_fitted:
-            self.hist_ = GroupHistogram(1, self.bins)
+            self.hist_ = GroupSketch(1, self.bins, raw_limit=0)
         self.hist_.add(t.reshape(1, -1))
         return self
 
@@ -85,7 +85,8 @@ class LloydMaxCalibrator:
             raise NotFittedError("this LloydMaxCalibrator has seen no data; call update(x) first")
         if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 16:
             raise ValueError(f"bits must be an int in [1, 16], got {self.bits!r}")
-        levels, mse = lloyd_max(self.hist_.centers()[0], self.hist_.counts[0].to(torch.float64), 2**self.bits)
+        values, weights = self.hist_.points()
+        levels, mse = lloyd_max(values[0], weights[0], 2**self.bits)
         self.levels_, self.expected_mse_ = levels, mse
         return levels
 

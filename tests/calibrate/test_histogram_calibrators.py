@@ -37,22 +37,24 @@ def optimal_uniform_mse(levels: np.ndarray) -> float:
     return best
 
 
+@pytest.mark.parametrize("raw_limit", [0, 60, 1024])  # binned from the start, switching midway, exact values
 @pytest.mark.parametrize("granularity", [qs.per_tensor(), qs.per_channel(1), qs.per_group(4, axis=1)])
 @pytest.mark.parametrize("cls", [PercentileCalibrator, MSECalibrator, KLCalibrator, ACIQCalibrator])
-def test_merged_states_equal_one_pass(cls, granularity):
+def test_merged_states_equal_one_pass(cls, granularity, raw_limit):
     g = torch.Generator().manual_seed(1)
     batches = [torch.randn(40, 12, generator=g) * (3.0**i) for i in range(4)]
     spec = qs.QuantSpec(qs.int4(symmetric=False), granularity=granularity)
-    whole = cls(spec)
+    whole = cls(spec, raw_limit=raw_limit)
     for x in batches:  # one pass over the stream
         whole.update(x)
-    a, b = cls(spec), cls(spec)
+    a, b = cls(spec, raw_limit=raw_limit), cls(spec, raw_limit=raw_limit)
     for x in batches[::2]:
         a.update(x)
     for x in batches[1::2]:
         b.update(x)
     m = a.merge(b)
-    assert torch.equal(m.hist_.counts, whole.hist_.counts)
+    assert m.hist_.is_raw == whole.hist_.is_raw
+    assert torch.equal(m.hist_.histogram(), whole.hist_.histogram())
     assert torch.equal(m.qparams().scale, whole.qparams().scale)
     assert torch.equal(m.qparams().zero_point, whole.qparams().zero_point)
 
@@ -62,8 +64,12 @@ def test_streaming_memory_is_bounded():
     for _ in range(5):
         c.update(torch.randn(8, 50_000))
     assert c.hist_.counts.shape == (8, 2048)
-    many = PercentileCalibrator(qs.QuantSpec(qs.int4(), granularity=qs.per_group(32))).update(torch.randn(4096, 1024))
-    assert many.hist_.counts.numel() <= 1 << 24
+    spec = qs.QuantSpec(qs.int4(), granularity=qs.per_group(32))
+    many = PercentileCalibrator(spec, raw_limit=64).update(torch.randn(512, 1024))
+    assert many.hist_.is_raw and many.hist_.raw.shape == (512 * 32, 32)  # small groups: exact values
+    for _ in range(2):
+        many.update(torch.randn(512, 1024))
+    assert not many.hist_.is_raw and many.hist_.counts.numel() <= 1 << 24  # then bounded counts
 
 
 def test_mse_clipping_reaches_the_optimal_uniform_quantizer():
