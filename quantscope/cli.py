@@ -41,7 +41,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"all-MiniLM-L6-v2: {int(facts['weights']):,} weights in {int(facts['layers'])} Linear/Embedding layers, "
           f"{facts['float32_megabytes']:.1f} MB in float32")
     table = [[r.name, r.megabytes, r.bits_per_weight, r.sqnr_db, f"{r.worst_layer} ({r.worst_sqnr_db:.1f})",
-              r.bound_holds, r.clipping_share, r.embedding_cosine] for r in rows]
+              r.bound_holds, r.clipped_fraction, r.embedding_cosine] for r in rows]
     print(render_table("weight quantization of MiniLM (weights only; activations stay float)",
                        ["format", "MB", "bits/weight", "SQNR dB", "worst layer (SQNR dB)", "bound holds",
                         "clipped", "embedding cosine"], table, width=160))

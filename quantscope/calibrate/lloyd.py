@@ -18,8 +18,11 @@ from .hist import GroupSketch
 
 
 def lloyd_max(centers: torch.Tensor, weights: torch.Tensor, n_levels: int, iters: int = 500,
-              tol: float = 1e-12) -> tuple[torch.Tensor, float]:
-    """Levels (sorted, float64) and their MSE for point masses ``weights`` at ``centers`` (1-D)."""
+              tol: float = 1e-12, init: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """Levels (sorted, float64) and their MSE for point masses ``weights`` at ``centers`` (1-D).
+
+    Starts from ``init`` or the quantiles (k + 1/2) / n_levels of the distribution.
+    """
     if not 2 <= n_levels <= 65536:
         raise ValueError(f"n_levels must be in [2, 65536], got {n_levels}")
     keep = weights > 0
@@ -29,7 +32,7 @@ def lloyd_max(centers: torch.Tensor, weights: torch.Tensor, n_levels: int, iters
     w = w / w.sum()
     cdf = w.cumsum(0)
     q = (torch.arange(n_levels, dtype=torch.float64) + 0.5) / n_levels
-    levels = c[torch.searchsorted(cdf, q).clamp(max=c.numel() - 1)]  # start at the quantiles
+    levels = c[torch.searchsorted(cdf, q).clamp(max=c.numel() - 1)] if init is None else init.to(torch.float64)
     for _ in range(iters):
         thresholds = (levels[:-1] + levels[1:]) / 2
         cell = torch.bucketize(c, thresholds)

@@ -17,7 +17,7 @@ class MinMaxCalibrator:
     """Running per-group minimum and maximum; exact, order independent, ``merge`` = one pass.
 
     Memory: two float32 values per parameter group. Guarantee: nothing seen during calibration is
-    clipped (clipping_share = 0 on the calibration data).
+    clipped (clipped_fraction = 0 on the calibration data).
     """
 
     def __init__(self, spec: QuantSpec) -> None:

@@ -46,7 +46,7 @@ class StudyRow:
     worst_layer: str
     worst_sqnr_db: float
     bound_holds: bool
-    clipping_share: float
+    clipped_fraction: float
     embedding_cosine: float
     seconds: float
 
@@ -69,7 +69,7 @@ def run_study(specs: dict[str, QuantSpec] | None = None,
         signal = sum(e.report.signal_power * e.report.n for e in errs)
         noise = sum(e.report.mse * e.report.n for e in errs)
         worst = min(errs, key=lambda e: e.report.sqnr_db)
-        clipped = sum(e.report.clipping_share * e.report.n for e in errs) / n_weights
+        clipped = sum(e.report.clipped_fraction * e.report.n for e in errs) / n_weights
         qmodel = copy.deepcopy(model)
         with torch.no_grad():
             for _, module in weight_layers(qmodel):

@@ -39,7 +39,7 @@ def weight_errors(model: torch.nn.Module, spec: QuantSpec, layers: Iterable[tupl
     for name, module in (weight_layers(model) if layers is None else layers):
         w = module.weight.detach()
         q = quantize(w, spec)
-        out.append(LayerError(name, tuple(w.shape), q.nbytes, error(w, q)))
+        out.append(LayerError(name, tuple(w.shape), q.nbytes, error(w, q, theory=False)))
         if on_layer is not None:
             on_layer(name)
     return out

@@ -49,9 +49,26 @@ def render_table(title: str | None, columns: Sequence[str], rows: Sequence[Seque
 def render_error_report(r: ErrorReport) -> str:
     rows: list[tuple[str, Any]] = [("spec", r.spec)] if r.spec else []
     rows += [("SQNR (dB)", r.sqnr_db), ("MSE", r.mse), ("RMSE", r.rmse), ("max |e|", r.max_abs),
-            ("mean e (bias)", r.mean)]
+             ("mean e (bias)", r.mean)]
     if r.bound is not None:
         rows += [("guaranteed bound", r.bound), ("max |e| / bound", r.max_bound_ratio),
-                 ("bound holds", r.bound_holds), ("clipping share", r.clipping_share),
-                 ("bits per value", r.bits_per_value)]
+                 ("bound holds", r.bound_holds), ("bits per value", r.bits_per_value)]
+    d = r.decomposition
+    if d is not None:
+        rows += [("clipping share of MSE", d.clipping_share), ("granular share of MSE", d.granular_share),
+                 ("clipped elements", d.clipped_fraction), ("bias² share of MSE", d.bias_share)]
+        if d.nearest_mse is not None:
+            rows.append(("MSE with round-to-nearest", d.nearest_mse))
+        rows += [("static share (per group mean)", d.static_share), ("static share (per level mean)",
+                                                                      d.level_static_share),
+                 ("levels used", f"{d.levels_used:,} / {d.levels_total:,}"), ("code entropy (bits)",
+                                                                           d.code_entropy_bits),
+                 ("largest level share", d.max_level_share),
+                 ("granular MSE / noise model (Δ²/12)", d.granular_ratio)]
+    t = r.theory
+    if t is not None:
+        rows += [("fitted distribution (σ)", f"{t.distribution} ({fmt_num(t.sigma)})"),
+                 (f"gap to optimal uniform, {t.levels} levels (dB)", t.gap_to_optimal_uniform_db),
+                 ("gap to Lloyd-Max (dB)", t.gap_to_lloyd_max_db),
+                 (f"gap to σ²·2^(-2R), R={t.rate_bits:g} (dB)", t.gap_to_rate_distortion_db)]
     return render_table(f"quantization error (n={r.n:,})", ["metric", "value"], rows)

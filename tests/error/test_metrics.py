@@ -34,14 +34,14 @@ def test_uniform_noise_matches_delta_squared_over_twelve_and_6db_per_bit():
         if bits >= 8:
             assert r.sqnr_db == pytest.approx(6.0206 * bits, abs=0.05)
         assert r.bound == pytest.approx(step / 2) and r.bound_holds and abs(r.mean) < step / 100
-        assert r.clipping_share == 0.0
+        assert r.clipped_fraction == 0.0
 
 
 def test_bound_and_clipping_share_reported():
     x = torch.linspace(-2, 2, 4001)
     q = qs.quantize(x, qs.int8(), qparams=qs.QParams(1 / 127))  # range [-128/127, 1]: half is clipped
     r = qs.error(x, q)
-    assert r.bound_holds and r.clipping_share == pytest.approx(0.5, abs=0.01)
+    assert r.bound_holds and r.clipped_fraction == pytest.approx(0.5, abs=0.01)
     assert r.max_abs > 0.9  # clipped elements are measured but not covered by the bound
     for fmt in (qs.fp8_e4m3(), qs.nf4(), qs.mxfp4(), qs.fixed(m=1, n=6)):
         r = qs.error(x, qs.quantize(x, fmt))
