@@ -19,3 +19,9 @@ def gen() -> torch.Generator:
 def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Bit-for-bit equality of float32 tensors (distinguishes -0.0 from 0.0; NaN equals NaN)."""
     return torch.equal(a.float().contiguous().view(torch.int32), b.float().contiguous().view(torch.int32))
+
+
+def laplace(n: int, seed: int, b: float = 1.0) -> torch.Tensor:
+    """Laplace(0, b) samples from a seeded generator (inverse CDF)."""
+    u = torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) - 0.5
+    return (-b * torch.sign(u) * torch.log1p(-2 * u.abs())).float()

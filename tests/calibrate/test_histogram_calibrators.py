@@ -15,6 +15,7 @@ from quantscope.calibrate import (
     MSECalibrator,
     PercentileCalibrator,
 )
+from tests.conftest import laplace
 
 NAMES = ["minmax", "ema", "percentile", "mse", "kl", "aciq"]
 
@@ -112,7 +113,7 @@ def test_percentile_clips_the_requested_share():
 
 def test_aciq_fits_the_distribution_and_banner_clipping():
     g = torch.Generator().manual_seed(3)
-    lap = torch.distributions.Laplace(0.0, 1.0).sample((1_000_000,))
+    lap = laplace(1_000_000, seed=3)
     c = ACIQCalibrator(qs.QuantSpec(qs.int4())).update(lap)
     assert c.qparams().scale.item() * 7 == pytest.approx(5.03, rel=0.02)  # Banner et al.: 5.03b at 4 bits
     assert c.kurtosis_.item() > 4.5  # recognized as Laplace

@@ -7,6 +7,7 @@ import torch
 
 import quantscope as qs
 from quantscope.error import theory
+from tests.conftest import laplace
 
 
 def test_shares_add_up():
@@ -64,8 +65,7 @@ def test_level_usage():
 @pytest.mark.parametrize("distribution", ["gauss", "laplace"])
 def test_theory_reports_the_distance_to_the_limits(distribution):
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(400_000, generator=g) if distribution == "gauss" else torch.distributions.Laplace(
-        0.0, 1.0).sample((400_000,))
+    x = torch.randn(400_000, generator=g) if distribution == "gauss" else laplace(400_000, seed=4)
     lloyd = qs.calibrate.LloydMaxCalibrator(3).update(x).codebook()
     t = qs.error(x, qs.quantize(x, lloyd)).theory
     assert t.distribution == distribution and t.levels == 8
