@@ -67,6 +67,38 @@ class ErrorReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_json(self, path: str | None = None) -> str:
+        """The report as JSON (infinities as strings); written atomically to ``path`` when given."""
+        import json
+
+        def clean(v: Any) -> Any:
+            if isinstance(v, float) and not math.isfinite(v):
+                return str(v)
+            if isinstance(v, dict):
+                return {k: clean(w) for k, w in v.items()}
+            return v
+
+        text = json.dumps(clean(self.to_dict()), indent=2)
+        if path is not None:
+            from ..report.html import write_html as write_text
+
+            write_text(path, text)
+        return text
+
+    def to_html(self, path: str, title: str = "quantization error", sweeps: bool = True, calibrator: Any = None
+                ) -> None:
+        """Write a self-contained HTML report: metrics, histogram of the data with levels and clip points,
+        error histogram, error vs bits and vs clipping (sweeps use ``calibrator``), SQNR per channel.
+        Needs matplotlib."""
+        from ..report.html import html_document, tensor_section, write_html
+
+        data = getattr(self, "_data", None)
+        if data is None:
+            raise ValueError("this report holds no data to plot; build it with qs.error(x, x_hat)")
+        x, x_hat, q = data
+        section = tensor_section(self, x, x_hat, q, self.spec or "tensor", sweeps=sweeps, calibrator=calibrator)
+        write_html(path, html_document(title, [section]))
+
     def __str__(self) -> str:
         from ..report.tables import render_error_report
 
@@ -124,4 +156,6 @@ def error(x: Any, x_hat: Any, theory: bool = True) -> ErrorReport:
             decomposition=dec,
             theory=theory_check(xs, mse, dec.levels_total) if theory and dec.levels_total >= 2 else None,
         )
-    return ErrorReport(**report)
+    out = ErrorReport(**report)
+    object.__setattr__(out, "_data", (torch.where(finite, xt, 0.0), torch.where(finite, xh, 0.0), q))
+    return out

@@ -46,7 +46,8 @@ def render_table(title: str | None, columns: Sequence[str], rows: Sequence[Seque
     return cap.get().rstrip("\n")
 
 
-def render_error_report(r: ErrorReport) -> str:
+def error_report_rows(r: ErrorReport) -> list[tuple[str, Any]]:
+    """(metric, value) rows of an error report, for the terminal table and the HTML report."""
     rows: list[tuple[str, Any]] = [("spec", r.spec)] if r.spec else []
     rows += [("SQNR (dB)", r.sqnr_db), ("MSE", r.mse), ("RMSE", r.rmse), ("max |e|", r.max_abs),
              ("mean e (bias)", r.mean)]
@@ -59,11 +60,10 @@ def render_error_report(r: ErrorReport) -> str:
                  ("clipped elements", d.clipped_fraction), ("bias² share of MSE", d.bias_share)]
         if d.nearest_mse is not None:
             rows.append(("MSE with round-to-nearest", d.nearest_mse))
-        rows += [("static share (per group mean)", d.static_share), ("static share (per level mean)",
-                                                                      d.level_static_share),
-                 ("levels used", f"{d.levels_used:,} / {d.levels_total:,}"), ("code entropy (bits)",
-                                                                           d.code_entropy_bits),
-                 ("largest level share", d.max_level_share),
+        rows += [("static share (per group mean)", d.static_share),
+                 ("static share (per level mean)", d.level_static_share),
+                 ("levels used", f"{d.levels_used:,} / {d.levels_total:,}"),
+                 ("code entropy (bits)", d.code_entropy_bits), ("largest level share", d.max_level_share),
                  ("granular MSE / noise model (Δ²/12)", d.granular_ratio)]
     t = r.theory
     if t is not None:
@@ -71,4 +71,8 @@ def render_error_report(r: ErrorReport) -> str:
                  (f"gap to optimal uniform, {t.levels} levels (dB)", t.gap_to_optimal_uniform_db),
                  ("gap to Lloyd-Max (dB)", t.gap_to_lloyd_max_db),
                  (f"gap to σ²·2^(-2R), R={t.rate_bits:g} (dB)", t.gap_to_rate_distortion_db)]
-    return render_table(f"quantization error (n={r.n:,})", ["metric", "value"], rows)
+    return rows
+
+
+def render_error_report(r: ErrorReport) -> str:
+    return render_table(f"quantization error (n={r.n:,})", ["metric", "value"], error_report_rows(r))

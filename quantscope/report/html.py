@@ -1,0 +1,179 @@
+"""One self-contained HTML file per report: metrics tables and every plot embedded as a PNG data URI."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..core.bounds import clip_range
+from ..core.formats import CodebookFormat, FixedFormat, FloatFormat, IntFormat, MXFormat
+from ..core.grid import float_table
+from ..core.qtensor import QTensor
+from . import plots
+from .tables import fmt_num
+
+CSS = """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 60em;
+       color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2.5em; border-bottom: 2px solid #ccc; }
+h3 { font-size: 1.02em; margin-top: 1.5em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
+td, th { padding: 0.25em 0.8em; border-bottom: 1px solid #eee; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def _img(figure_id: str, png: bytes, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure id="{figure_id}"><img class="plot" alt="{html.escape(caption)}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def _table(rows: list[tuple[str, Any]], header: tuple[str, ...] = ("metric", "value")) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt_num(v) if not isinstance(v, str) else v)}</td>"
+                                    for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def group_levels(q: QTensor, group: int) -> torch.Tensor | None:
+    """Representable values of one parameter group (None when there are too many to draw)."""
+    fmt = q.spec.format
+    scale = 1.0 if q.scale is None else float(q.scale.reshape(-1)[group])
+    if isinstance(fmt, FixedFormat):
+        scale = fmt.step
+    if isinstance(fmt, (IntFormat, FixedFormat)):
+        if fmt.qmax - fmt.qmin > 255:
+            return None
+        zp = 0.0 if q.zero_point is None else float(q.zero_point.reshape(-1)[group])
+        return (torch.arange(fmt.qmin, fmt.qmax + 1, dtype=torch.float64) - zp) * scale
+    if isinstance(fmt, CodebookFormat):
+        return torch.tensor(fmt.levels, dtype=torch.float64) * scale
+    elem = fmt.element if isinstance(fmt, MXFormat) else fmt
+    if isinstance(elem, IntFormat):
+        unit = 2.0**fmt.element_step_exp
+        return torch.arange(-elem.qmax, elem.qmax + 1, dtype=torch.float64) * unit * scale
+    assert isinstance(elem, FloatFormat)
+    if elem.bits > 8:
+        return None
+    t = float_table(elem).double()
+    return torch.unique(t[torch.isfinite(t)]) * scale
+
+
+def per_group_sqnr(x: torch.Tensor, x_hat: torch.Tensor, q: QTensor) -> tuple[torch.Tensor, str]:
+    """SQNR (dB) of every parameter group; per channel along axis 0 for per-tensor specs."""
+    from ..core.granularity import PerChannel, PerTensor
+
+    gran = q.spec.granularity
+    if isinstance(gran, PerTensor) and x.dim() >= 2:
+        gran, label = PerChannel(0), "channel (axis 0)"
+    else:
+        label = "parameter group"
+    layout = gran.layout(tuple(x.shape))
+    xr, er = layout.rows(x).double(), layout.rows(x - x_hat).double()
+    valid = ~torch.isnan(xr)
+    sig = torch.where(valid, xr * xr, 0.0).sum(1)
+    noise = torch.where(valid, er * er, 0.0).sum(1)
+    return 10 * torch.log10(sig.clamp_min(1e-300) / noise.clamp_min(1e-300)), label
+
+
+def tensor_section(report: Any, x: torch.Tensor, x_hat: torch.Tensor, q: QTensor | None, title: str,
+                   sweeps: bool = True, calibrator: Any = None, anchor: str = "t0",
+                   on_step: Callable[[str], None] | None = None) -> str:
+    """The HTML section of one tensor's error report (x, x_hat: float32 CPU tensors); plot ids are
+    prefixed with ``anchor`` so that several sections fit in one page."""
+    from ..error.sweep import sweep_bits, sweep_clipping, with_bits
+    from .tables import error_report_rows
+
+    cal_name = calibrator if isinstance(calibrator, str) else ("minmax" if calibrator is None
+                                                               else type(calibrator).__name__)
+    parts = [f'<section id="{anchor}"><h2>{html.escape(title)}</h2>', "<h3>Metrics</h3>",
+             _table(error_report_rows(report))]
+    figures = []
+    clip = None
+    levels = None
+    if q is not None:
+        layout = q.layout
+        scale = q.scale
+        if isinstance(q.spec.format, FixedFormat):
+            scale = torch.full(layout.param_shape, q.spec.format.step)
+        lo, hi = clip_range(q.spec, scale, q.zero_point, layout)
+        widest = int(torch.argmax((hi - lo).reshape(-1)))
+        clip = (float(lo.reshape(-1)[widest]), float(hi.reshape(-1)[widest]))
+        levels = group_levels(q, widest)
+    what = "levels (grey) and saturation points (red) of the widest group" if q is not None else "data"
+    figures.append(_img(f"{anchor}-histogram", plots.histogram_with_levels(x, levels, clip, "data histogram"),
+                        f"Histogram of x with {what}."))
+    step = None
+    if q is not None and q.scale is not None and q.spec.format.family == "int":
+        step = float(q.scale.max())
+    figures.append(_img(f"{anchor}-error", plots.error_histogram(x - x_hat, step), "Histogram of the error x - x̂."))
+    if on_step:
+        on_step("histograms")
+    if q is not None and sweeps:
+        spec = q.spec
+        try:
+            with_bits(spec, 4)
+            pts = sweep_bits(x, spec, range(2, 9), calibrator=calibrator)
+            png = plots.curve([p.value for p in pts], {"SQNR": [p.sqnr_db for p in pts]}, "bits", "SQNR (dB)",
+                              "error vs bit width")
+            figures.append(_img(f"{anchor}-bits", png,
+                                f"SQNR against bit width (same granularity, {cal_name} calibration)."))
+            parts_bits = [(f"{int(p.value)}", p.sqnr_db, p.mse, p.clipping_share) for p in pts]
+        except ValueError:
+            parts_bits = []
+        if on_step:
+            on_step("bit sweep")
+        if spec.format.scaled and not isinstance(spec.format, FixedFormat):
+            pts = sweep_clipping(x, spec)
+            figures.append(_img(f"{anchor}-clipping", plots.curve(
+                [p.value for p in pts], {"SQNR": [p.sqnr_db for p in pts]}, "clipping ratio (1 = min-max range)",
+                "SQNR (dB)", "error vs clipping"), "SQNR against the clipping ratio of the min-max range."))
+            best = max(pts, key=lambda p: p.sqnr_db)
+            parts.append(f'<p class="note">Best clipping ratio {best.value:.3f}: SQNR {best.sqnr_db:.2f} dB.</p>')
+        if on_step:
+            on_step("clipping sweep")
+        if parts_bits:
+            parts += ["<h3>Error vs bit width</h3>",
+                      _table(parts_bits, ("bits", "SQNR (dB)", "MSE", "clipping share"))]
+    if x.dim() >= 1 and x.numel() > 1:
+        sq, label = per_group_sqnr(x, x_hat, q) if q is not None else (None, "")
+        if sq is not None and sq.numel() > 1 and bool(torch.isfinite(sq).any()):
+            finite = torch.where(torch.isfinite(sq), sq, torch.tensor(math.nan))
+            figures.append(_img(f"{anchor}-per-group", plots.per_group_sqnr(finite, label), f"SQNR per {label}."))
+    parts += ["<h3>Plots</h3>"] + figures + ["</section>"]
+    return "\n".join(parts)
+
+
+def html_document(title: str, body: list[str], intro: str = "") -> str:
+    """A complete, self-contained page (inline CSS, images as data URIs; nothing is fetched)."""
+    note = ('<p class="note">quantscope error report. e = x - x̂ (what quantization loses); shares are of the '
+            f'mean squared error. {html.escape(intro)}</p>')
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1>{note}" + "\n".join(body) + "</body></html>")
+
+
+def write_html(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".quantscope-", suffix=".html", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
