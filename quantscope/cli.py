@@ -76,6 +76,113 @@ def cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_format(name: str) -> object:
+    """A built-in format name (``quantscope formats``) or intN / uintN with an optional -asym."""
+    import re
+
+    from .core.formats import builtin_formats, integer
+
+    known = builtin_formats()
+    if name in known:
+        return known[name]
+    m = re.fullmatch(r"(u?)int(\d+)(-asym)?", name)
+    if m:
+        return integer(int(m.group(2)), signed=not m.group(1), symmetric=not m.group(3))
+    raise ValueError(f"unknown format {name!r}; run `quantscope formats` for the list (or intN, uintN, intN-asym)")
+
+
+def parse_granularity(text: str | None, ndim: int) -> object:
+    """``tensor``, ``channel[:AXIS]``, ``group:SIZE[:AXIS]`` or ``token`` (None: channel 0 for 2-D+)."""
+    from .core.granularity import per_channel, per_group, per_tensor, per_token
+
+    if text is None:
+        return per_channel(0) if ndim >= 2 else per_tensor()
+    parts = text.split(":")
+    try:
+        if parts[0] == "tensor" and len(parts) == 1:
+            return per_tensor()
+        if parts[0] == "token" and len(parts) == 1:
+            return per_token()
+        if parts[0] == "channel" and len(parts) <= 2:
+            return per_channel(int(parts[1]) if len(parts) == 2 else 0)
+        if parts[0] == "group" and len(parts) in (2, 3):
+            return per_group(int(parts[1]), int(parts[2]) if len(parts) == 3 else -1)
+    except ValueError:
+        pass
+    raise ValueError(f"bad granularity {text!r}; use tensor, channel[:AXIS], group:SIZE[:AXIS] or token")
+
+
+def cmd_tensor(args: argparse.Namespace) -> int:
+    from . import error, quantize
+    from .core.formats import MXFormat
+    from .core.spec import QuantSpec
+    from .report.progress import progress
+    from .report.tables import render_error_report, render_table
+    from .tensorfile import TensorFileError, load_float_tensors
+
+    try:
+        fmt = parse_format(args.format)
+        tensors = load_float_tensors(args.file, args.tensor)
+        specs = {}
+        for name, t in tensors.items():
+            gran = None if isinstance(fmt, MXFormat) and args.granularity is None else parse_granularity(
+                args.granularity, t.dim())
+            spec = QuantSpec(fmt, granularity=gran, rounding=args.rounding, overflow=args.overflow)
+            spec.granularity.layout(tuple(t.shape))  # validates the granularity against the shape
+            specs[name] = spec
+    except (TensorFileError, ValueError, TypeError) as exc:
+        print(f"quantscope tensor: error: {exc}", file=sys.stderr)
+        return 2
+    reports, sections = {}, []
+    steps = len(tensors) * (1 + (2 if args.html and not args.no_sweeps else 0))
+    with progress(steps, "quantizing tensors", enabled=not args.quiet) as advance:
+        for i, (name, t) in enumerate(tensors.items()):
+            try:
+                q = quantize(t, specs[name], calibrator=args.calibrator)
+            except ValueError as exc:
+                print(f"quantscope tensor: error: {name}: {exc}", file=sys.stderr)
+                return 2
+            r = error(t, q)
+            reports[name] = r
+            advance(name)
+            if args.html:
+                from .report.html import tensor_section
+
+                x, x_hat, _ = r._data
+                sections.append(tensor_section(r, x, x_hat, q, f"{name} {tuple(t.shape)}", sweeps=not args.no_sweeps,
+                                               calibrator=args.calibrator, anchor=f"t{i}",
+                                               on_step=lambda s: None))
+                for _ in range(2 if not args.no_sweeps else 0):
+                    advance(name)
+    rows = [[n, "x".join(map(str, tensors[n].shape)) or "scalar", r.sqnr_db, r.mse, r.clipping_share,
+             r.clipped_fraction, r.bound_holds, r.bits_per_value] for n, r in reports.items()]
+    print(render_table(f"{args.file}: {args.format}, calibrator {args.calibrator}",
+                       ["tensor", "shape", "SQNR dB", "MSE", "clipping share", "clipped", "bound holds",
+                        "bits/value"], rows, width=150))
+    if len(reports) == 1:
+        print(render_error_report(next(iter(reports.values()))))
+    if args.json:
+        data = {"file": os.fspath(args.file), "calibrator": args.calibrator,
+                "tensors": {n: json.loads(r.to_json()) for n, r in reports.items()}}
+        _write_json_atomic(args.json, data)
+        print(f"wrote {args.json}")
+    if args.html:
+        from .report.html import html_document, write_html
+
+        summary = "<h2>Summary</h2>" + _html_summary(rows)
+        write_html(args.html, html_document(f"quantscope: {os.path.basename(args.file)}", [summary] + sections,
+                                            intro=f"format {args.format}, calibrator {args.calibrator}."))
+        print(f"wrote {args.html}")
+    return 0
+
+
+def _html_summary(rows: list[list[object]]) -> str:
+    from .report.html import _table
+
+    return _table([tuple(r) for r in rows], ("tensor", "shape", "SQNR dB", "MSE", "clipping share", "clipped",
+                                            "bound holds", "bits/value"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -90,6 +197,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
     f = sub.add_parser("formats", help="list the built-in number formats with their bits and ranges")
     f.set_defaults(func=cmd_formats)
+    t = sub.add_parser("tensor", help="quantize the tensors of a .npy/.npz/.safetensors/.pt file and report the "
+                                      "error: metrics, decomposition, theory; optional HTML with plots and JSON")
+    t.add_argument("file", help="a .npy, .npz, .safetensors or .pt/.pth file (torch files load weights only)")
+    t.add_argument("--tensor", nargs="+", metavar="NAME", help="only these tensors (default: every float tensor)")
+    t.add_argument("--format", default="int8", help="number format, e.g. int4, int8-asym, fp8_e4m3, nf4, mxfp4")
+    t.add_argument("--granularity", help="tensor, channel[:AXIS], group:SIZE[:AXIS] or token "
+                                         "(default: channel 0 for 2-D+ tensors, the block for MX formats)")
+    t.add_argument("--calibrator", default="minmax", choices=["minmax", "ema", "percentile", "mse", "kl", "aciq"])
+    t.add_argument("--rounding", default="nearest_even",
+                   choices=["nearest_even", "nearest", "nearest_away", "floor", "ceil", "toward_zero", "stochastic"])
+    t.add_argument("--overflow", default="saturate", choices=["saturate", "wrap", "nonsaturating"])
+    t.add_argument("--html", metavar="PATH", help="write a self-contained HTML report with plots")
+    t.add_argument("--json", metavar="PATH", help="write the reports as JSON")
+    t.add_argument("--no-sweeps", action="store_true", help="HTML without the bits / clipping sweeps (faster)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_tensor)
     return p
 
 
