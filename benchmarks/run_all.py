@@ -1,4 +1,7 @@
-"""Run every benchmark script (bench_*.py) and write benchmarks/RESULTS.md (command, machine, date)."""
+"""Run every benchmark script in benchmarks/ and write benchmarks/RESULTS.md (command, machine, date).
+
+`python benchmarks/run_all.py [NAME ...]` runs only the scripts whose names contain NAME.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from common import cpu_description  # noqa: E402
 
 
 def main() -> None:
-    scripts = sorted(HERE.glob("bench_*.py"))
+    scripts = sorted(p for p in HERE.glob("*.py") if p.name not in ("common.py", "run_all.py"))
     only = sys.argv[1:]
     if only:
         scripts = [s for s in scripts if any(o in s.name for o in only)]

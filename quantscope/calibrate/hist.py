@@ -66,39 +66,62 @@ class GroupSketch:
         self.exp = torch.maximum(self.exp, exp)
 
     def _count(self, rows: torch.Tensor) -> None:
-        """Bin ``rows`` into the counts (creating them): index floor(x * B / (2R)) + B/2, exact in float64."""
+        """Bin ``rows`` into the counts (creating them): index floor(x * B / (2R)) + B/2.
+
+        x * B / (2R) is a power-of-two scaling, exact in float32 unless it underflows; a negative
+        value that underflows to -0 still belongs to bin -1, which the fix-up below restores.
+        """
         if self.counts is None:
             self.counts = torch.zeros(self.n_groups, self.bins, dtype=torch.int64)
-        x = rows.to(torch.float64)
+        x = rows.to(torch.float32)
+        scale = torch.ldexp(torch.ones(self.n_groups, dtype=torch.float32),
+                            (self.bins.bit_length() - 2 - self.exp).to(torch.float32))
+        t = x * scale[:, None]
+        f = torch.floor(t)
+        if bool((scale < 1).any()):  # only a scale below 1 can underflow a nonzero value
+            f = torch.where((t == 0) & (x < 0), -1.0, f)
         valid = ~torch.isnan(x)
-        scale = torch.ldexp(torch.ones(self.n_groups, dtype=torch.float64),
-                            (self.bins.bit_length() - 2 - self.exp).to(torch.float64))
-        idx = torch.floor(x * scale[:, None]).nan_to_num(0.0).to(torch.int64) + self.bins // 2
-        flat = (torch.arange(self.n_groups, dtype=torch.int64)[:, None] * self.bins + idx)[valid]
-        self.counts += torch.bincount(flat, minlength=self.n_groups * self.bins).reshape(self.n_groups, self.bins)
+        idx = f.nan_to_num(0.0).to(torch.int64) + self.bins // 2
+        if self.n_groups > 1:
+            idx = idx + torch.arange(self.n_groups, dtype=torch.int64)[:, None] * self.bins
+        self.counts += torch.bincount(idx[valid] if not bool(valid.all()) else idx.reshape(-1),
+                                      minlength=self.n_groups * self.bins).reshape(self.n_groups, self.bins)
 
-    def add(self, rows: torch.Tensor) -> None:
-        """Take a batch: ``rows[g]`` are values of group g (NaN entries are skipped)."""
+    def add(self, rows: torch.Tensor, lo_hi: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Take a batch: ``rows[g]`` are values of group g (NaN entries are skipped). ``lo_hi``: the
+        per-row min and max when the caller already has them (rows without NaN)."""
         if rows.shape[0] != self.n_groups:
             raise ValueError(f"batch has {rows.shape[0]} parameter groups, the sketch has {self.n_groups}")
-        x = rows.to(torch.float64)
-        valid = ~torch.isnan(x)
-        zero = torch.zeros((), dtype=torch.float64)
-        inf = torch.tensor(float("inf"), dtype=torch.float64)
-        amax = torch.where(valid, x.abs(), zero).amax(dim=1) if x.shape[1] else zero.expand(self.n_groups)
+        x = rows.to(torch.float32)
+        if x.shape[1] == 0:
+            return
+        if lo_hi is not None:
+            lo, hi = lo_hi
+            count = torch.full((self.n_groups,), x.shape[1], dtype=torch.int64)
+        elif bool(torch.isnan(x).any()):
+            valid = ~torch.isnan(x)
+            lo = torch.where(valid, x, float("inf")).amin(dim=1)
+            hi = torch.where(valid, x, float("-inf")).amax(dim=1)
+            count = valid.sum(dim=1)
+        else:
+            lo, hi = x.amin(dim=1), x.amax(dim=1)
+            count = torch.full((self.n_groups,), x.shape[1], dtype=torch.int64)
+        lo, hi = lo.to(torch.float64), hi.to(torch.float64)
+        amax = torch.maximum(-lo, hi).clamp_min(0).nan_to_num(0.0, posinf=0.0, neginf=0.0)
+        amax = torch.where(count > 0, amax, 0.0)
         _, e = torch.frexp(amax)  # amax < 2^e: R = 2^e lies strictly above every value
         e = torch.where(amax > 0, e.to(torch.int64), torch.full_like(e, MIN_EXP, dtype=torch.int64))
         self._fold_to(torch.maximum(self.exp, e.clamp_min(MIN_EXP)))
-        self.min = torch.minimum(self.min, torch.where(valid, x, inf).amin(dim=1))
-        self.max = torch.maximum(self.max, torch.where(valid, x, -inf).amax(dim=1))
-        self.n += valid.sum(dim=1)
-        if self.raw is not None and self.raw.shape[1] + rows.shape[1] <= self.raw_limit:
-            self.raw = torch.cat([self.raw, rows.to(torch.float32)], dim=1)
+        self.min = torch.minimum(self.min, lo)
+        self.max = torch.maximum(self.max, hi)
+        self.n += count
+        if self.raw is not None and self.raw.shape[1] + x.shape[1] <= self.raw_limit:
+            self.raw = torch.cat([self.raw, x], dim=1)
             return
         if self.raw is not None:  # too many values: switch to counts for good
             raw, self.raw = self.raw, None
             self._count(raw)
-        self._count(rows)
+        self._count(x)
 
     def merged(self, other: GroupSketch) -> GroupSketch:
         """A new sketch of both (identical to one pass over both batches' data)."""

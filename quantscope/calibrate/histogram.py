@@ -52,14 +52,17 @@ class HistogramCalibrator:
             raise ValueError(f"{fmt.name} has a fixed scale; there is no range to calibrate")
         t, _ = as_float_tensor(x)
         t = t.detach().to(device="cpu", dtype=torch.float32)
-        if spec.nonfinite == "error":
-            msg = describe_nonfinite(t)
-            if msg:
-                raise ValueError(msg)
-        else:
-            t = torch.where(torch.isfinite(t), t, float("nan"))  # skipped by the histogram
         layout = spec.granularity.layout(tuple(t.shape))
         rows = layout.rows(t)
+        lo, hi = rows.amin(dim=1), rows.amax(dim=1)  # NaN and Inf show up here: one pass finds both
+        lo_hi = (lo, hi) if bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()) else None
+        if lo_hi is None:  # non-finite input, or only the NaN padding of a short last group
+            if spec.nonfinite == "error":
+                msg = describe_nonfinite(t)
+                if msg:
+                    raise ValueError(msg)
+            else:
+                rows = torch.where(torch.isfinite(rows), rows, float("nan"))  # skipped by the sketch
         if not self.is_fitted:
             self.hist_ = GroupSketch(layout.n_params, auto_bins(layout.n_params, self.bins), self.raw_limit)
             self.param_shape_ = layout.param_shape
@@ -68,7 +71,7 @@ class HistogramCalibrator:
                 spec.granularity, PerToken) else ""
             raise ValueError(f"batch gives parameter shape {layout.param_shape}, earlier batches gave "
                              f"{self.param_shape_}{hint}")
-        self.hist_.add(rows)
+        self.hist_.add(rows, lo_hi)
         return self
 
     def merge(self, other: HistogramCalibrator) -> HistogramCalibrator:
