@@ -6,7 +6,18 @@
     print(qs.error(w, q))               # SQNR, MSE, max |e|, guaranteed bound, clipping share
 """
 
-from .calibrate import Calibrator, MinMaxCalibrator, NotFittedError, register_calibrator
+from .calibrate import (
+    ACIQCalibrator,
+    Calibrator,
+    EMAMinMaxCalibrator,
+    KLCalibrator,
+    LloydMaxCalibrator,
+    MinMaxCalibrator,
+    MSECalibrator,
+    NotFittedError,
+    PercentileCalibrator,
+    register_calibrator,
+)
 from .core.formats import (
     NF4_LEVELS,
     CodebookFormat,
@@ -46,6 +57,7 @@ from .core.qtensor import QTensor
 from .core.rounding import ROUNDING_MODES
 from .core.spec import QParams, QuantSpec
 from .error import ErrorReport, error
+from .error.sweep import calibration_uncertainty, sweep_bits, sweep_clipping
 
 __version__ = "0.1.0"
 
@@ -56,5 +68,7 @@ __all__ = [
     "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "mxfp8", "mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2",
     "mxfp6_e2m3", "mxfp4", "mxint8", "codebook", "nf4", "log2_codebook",
     "PerTensor", "PerChannel", "PerGroup", "PerToken", "per_tensor", "per_channel", "per_group", "per_token",
-    "ROUNDING_MODES", "Calibrator", "MinMaxCalibrator", "NotFittedError", "register_calibrator",
+    "ROUNDING_MODES", "Calibrator", "MinMaxCalibrator", "EMAMinMaxCalibrator", "PercentileCalibrator",
+    "MSECalibrator", "KLCalibrator", "ACIQCalibrator", "LloydMaxCalibrator", "NotFittedError", "register_calibrator",
+    "sweep_bits", "sweep_clipping", "calibration_uncertainty",
 ]

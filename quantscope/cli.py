@@ -161,6 +161,28 @@ def cmd_tensor(args: argparse.Namespace) -> int:
                         "bits/value"], rows, width=150))
     if len(reports) == 1:
         print(render_error_report(next(iter(reports.values()))))
+    if args.sweep or args.uncertainty:
+        from .error.sweep import calibration_uncertainty, sweep_bits, sweep_clipping, with_bits
+        from .report.tables import render_sweep, render_uncertainty
+
+        for name, t in tensors.items():
+            spec = specs[name]
+            print(f"\n{name}:")
+            if args.sweep:
+                try:
+                    with_bits(spec, 4)
+                    print(render_sweep(sweep_bits(t, spec, range(2, 9), calibrator=args.calibrator), "bits"))
+                except ValueError as exc:
+                    print(f"(no bit sweep: {exc})")
+                try:
+                    print(render_sweep(sweep_clipping(t, spec, [i / 10 for i in range(1, 11)]), "clipping ratio"))
+                except ValueError as exc:
+                    print(f"(no clipping sweep: {exc})")
+            if args.uncertainty:
+                try:
+                    print(render_uncertainty(calibration_uncertainty(t, spec, calibrator=args.calibrator)))
+                except ValueError as exc:
+                    print(f"(no calibration uncertainty: {exc})")
     if args.json:
         data = {"file": os.fspath(args.file), "calibrator": args.calibrator,
                 "tensors": {n: json.loads(r.to_json()) for n, r in reports.items()}}
@@ -211,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--html", metavar="PATH", help="write a self-contained HTML report with plots")
     t.add_argument("--json", metavar="PATH", help="write the reports as JSON")
     t.add_argument("--no-sweeps", action="store_true", help="HTML without the bits / clipping sweeps (faster)")
+    t.add_argument("--sweep", action="store_true", help="print error vs bit width and vs clipping ratio tables")
+    t.add_argument("--uncertainty", action="store_true",
+                   help="print how the calibrated scale and SQNR vary with calibration-set size (bootstrap)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_tensor)
     return p

@@ -9,7 +9,8 @@ With e = x - x̂ and MSE = mean(e²):
 * static vs dynamic: the deterministic part of the error, the mean error of every parameter group
   (channel) and of every level, vs the input-dependent rest. static + dynamic = MSE (per group).
 * levels: how many of the format's levels are used, the code entropy in bits (what an entropy
-  coder would need per value), and the largest share of inputs that collapse onto one level.
+  coder would need per value), the largest share of inputs that collapse onto one level and how many
+  distinct input values collapse onto a level on average (counted up to 2^22 elements).
 * model check: the granular MSE the additive-noise model predicts (local step² / 12 for round to
   nearest, per element) against the measured granular MSE.
 """
@@ -27,6 +28,8 @@ from ..core.granularity import Layout
 from ..core.grid import local_gap
 from ..core.qtensor import QTensor
 from .theory import noise_factor
+
+DISTINCT_LIMIT = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Decomposition:
     level_utilization: float
     code_entropy_bits: float
     max_level_share: float
+    distinct_inputs_per_level: float | None
     granular_mse_predicted: float
     granular_ratio: float
 
@@ -114,6 +118,7 @@ def decompose(x: torch.Tensor, x_hat: torch.Tensor, q: QTensor, layout: Layout, 
     p = per_level[used].to(torch.float64) / n
     entropy = float(-(p * torch.log2(p)).sum())
     total = levels_total(q)
+    distinct = float(torch.unique(x).numel()) / int(used.sum()) if n <= DISTINCT_LIMIT else None
 
     s_elem = torch.ones_like(x) if scale is None else layout.expand(scale.float())
     gap = torch.ones_like(x) if isinstance(fmt, FixedFormat) or fmt.family == "int" else local_gap(x / s_elem, fmt)
@@ -124,6 +129,6 @@ def decompose(x: torch.Tensor, x_hat: torch.Tensor, q: QTensor, layout: Layout, 
         clipped_fraction=float((~inside).sum()) / n, bias=bias, bias_share=bias * bias / safe, nearest_mse=nearest,
         static_mse=static, dynamic_mse=mse - static, static_share=static / safe, level_static_share=level_static / safe,
         levels_used=int(used.sum()), levels_total=total, level_utilization=int(used.sum()) / total,
-        code_entropy_bits=entropy, max_level_share=float(per_level.max()) / n,
+        code_entropy_bits=entropy, max_level_share=float(per_level.max()) / n, distinct_inputs_per_level=distinct,
         granular_mse_predicted=predicted, granular_ratio=gran_mse / predicted if predicted > 0 else math.nan,
     )

@@ -64,6 +64,7 @@ def error_report_rows(r: ErrorReport) -> list[tuple[str, Any]]:
                  ("static share (per level mean)", d.level_static_share),
                  ("levels used", f"{d.levels_used:,} / {d.levels_total:,}"),
                  ("code entropy (bits)", d.code_entropy_bits), ("largest level share", d.max_level_share),
+                 ("distinct inputs per level", d.distinct_inputs_per_level),
                  ("granular MSE / noise model (Δ²/12)", d.granular_ratio)]
     t = r.theory
     if t is not None:
@@ -76,3 +77,17 @@ def error_report_rows(r: ErrorReport) -> list[tuple[str, Any]]:
 
 def render_error_report(r: ErrorReport) -> str:
     return render_table(f"quantization error (n={r.n:,})", ["metric", "value"], error_report_rows(r))
+
+
+def render_sweep(points: Sequence[Any], what: str) -> str:
+    """A bit-width or clipping sweep as a table."""
+    rows = [[p.value, p.sqnr_db, p.mse, p.clipping_share, p.granular_share] for p in points]
+    return render_table(f"error vs {what}", [what, "SQNR dB", "MSE", "clipping share", "granular share"], rows)
+
+
+def render_uncertainty(points: Sequence[Any]) -> str:
+    """Bootstrap calibration uncertainty as a table (95% intervals)."""
+    rows = [[p.size, p.scale_ratio_mean, f"{p.scale_ratio_lo:.4g} .. {p.scale_ratio_hi:.4g}", p.sqnr_db_mean,
+             f"{p.sqnr_db_lo:.2f} .. {p.sqnr_db_hi:.2f}"] for p in points]
+    return render_table("calibration uncertainty (bootstrap, 95% intervals)",
+                        ["calibration rows", "scale / full-data scale", "interval", "SQNR dB", "interval"], rows)

@@ -58,6 +58,7 @@ def test_level_usage():
     d = qs.error(x, qs.quantize(x, qs.uint8(symmetric=False), qparams=qs.QParams(1 / 127.5, 128))).decomposition
     assert d.levels_total == 256 and d.levels_used >= 255
     assert d.code_entropy_bits == pytest.approx(8.0, abs=0.01)
+    assert d.distinct_inputs_per_level == pytest.approx(torch.unique(x).numel() / d.levels_used)
     d = qs.error(x, qs.quantize(x, qs.int16())).decomposition
     assert d.level_utilization < 1 and d.levels_total == 65536
 
