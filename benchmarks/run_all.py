@@ -1,6 +1,7 @@
 """Run every benchmark script in benchmarks/ and write benchmarks/RESULTS.md (command, machine, date).
 
-`python benchmarks/run_all.py [NAME ...]` runs only the scripts whose names contain NAME.
+`python benchmarks/run_all.py [NAME ...]` runs only the scripts whose names contain NAME and prints their
+sections without touching RESULTS.md (which always holds a complete run).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> None:
         else:
             sections.append(res.stdout)
             print(res.stdout)
+    if only:
+        return
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = [
         "# Benchmark results", "",
