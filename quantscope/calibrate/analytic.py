@@ -18,8 +18,8 @@ import torch
 
 from ..core.formats import IntFormat
 from ..core.spec import QuantSpec, as_spec
-from .hist import DEFAULT_RAW_LIMIT
 from .histogram import HistogramCalibrator
+from .sketch import DEFAULT_RAW_LIMIT
 
 DISTRIBUTIONS = ("auto", "gauss", "laplace")
 

@@ -27,7 +27,7 @@ from ..core.ops import fake_quantize
 from ..core.scales import qparams_from_range
 from ..core.spec import QParams, QuantSpec, as_spec
 from .base import NotFittedError
-from .hist import DEFAULT_RAW_LIMIT, GroupSketch, auto_bins
+from .sketch import DEFAULT_RAW_LIMIT, GroupSketch, auto_bins
 
 EVAL_BUDGET = 1 << 24  # candidate x group x bin evaluations per fake-quantize call
 

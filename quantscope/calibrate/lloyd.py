@@ -14,7 +14,7 @@ import torch
 from ..core.arrays import as_float_tensor, check_finite
 from ..core.formats import CodebookFormat, codebook
 from .base import NotFittedError
-from .hist import GroupSketch
+from .sketch import GroupSketch
 
 
 def lloyd_max(centers: torch.Tensor, weights: torch.Tensor, n_levels: int, iters: int = 500,
