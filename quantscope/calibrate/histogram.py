@@ -141,16 +141,20 @@ def _eval_spec(spec: QuantSpec, scale: torch.Tensor) -> tuple[QuantSpec, torch.T
     return QuantSpec(fmt, per_channel(0), rounding, spec.overflow, spec.scale_dtype), scale
 
 
-def expected_mse(hist: GroupSketch, spec: QuantSpec, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+def expected_mse(points: tuple[torch.Tensor, torch.Tensor], spec: QuantSpec, lo: torch.Tensor,
+                 hi: torch.Tensor) -> torch.Tensor:
     """Quantization MSE of each group for candidate ranges ``lo``/``hi`` of shape (T, groups).
 
-    The sketch's points (exact values, or bin centers weighted by counts) are fake-quantized with the
-    format's own arithmetic: exact for groups still held raw, a bin-center estimate otherwise.
+    ``points`` = ``sketch.points()``: exact values (weight 1), or bin centers weighted by counts. They are
+    fake-quantized with the format's own arithmetic: exact for groups still held raw, a bin-center
+    estimate otherwise.
     """
-    centers, weights = hist.points()
-    T, P, B = lo.shape[0], hist.n_groups, centers.shape[1]
+    centers, weights = points
+    T, P, B = lo.shape[0], centers.shape[0], centers.shape[1]
     centers = centers.float()
-    weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1)
+    total = weights.sum(dim=1).clamp_min(1)
+    uniform = bool((weights == 1).all())  # raw values without padding: a plain mean
+    w32 = (weights / total[:, None]).float()
     qp = qparams_from_range(lo.float(), hi.float(), spec)
     espec, scale = _eval_spec(spec, qp.scale)
     out = torch.empty(T, P, dtype=torch.float64)
@@ -159,26 +163,34 @@ def expected_mse(hist: GroupSketch, spec: QuantSpec, lo: torch.Tensor, hi: torch
         e = min(T, s + chunk)
         c = centers.expand(e - s, P, B).reshape(-1, B)
         zp = None if qp.zero_point is None else qp.zero_point[s:e].reshape(-1)
-        y = fake_quantize(c, espec, qparams=QParams(scale[s:e].reshape(-1), zp))
-        err = ((c - y).to(torch.float64) ** 2).reshape(e - s, P, B)
-        out[s:e] = (err * weights[None]).sum(-1)
+        d = fake_quantize(c, espec, qparams=QParams(scale[s:e].reshape(-1), zp))
+        torch.sub(c, d, out=d)
+        d.mul_(d)
+        if uniform:
+            out[s:e] = (d.sum(-1, dtype=torch.float64) / B).reshape(e - s, P)
+        else:
+            out[s:e] = (d.reshape(e - s, P, B) * w32[None]).sum(-1, dtype=torch.float64)
     return out
 
 
-def mse_search(hist: GroupSketch, spec: QuantSpec, candidates: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def mse_search(hist: GroupSketch, spec: QuantSpec, candidates: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """The range [lo, hi] per group minimizing the expected MSE, over ranges shrinking [min, max].
 
     ``candidates`` evenly spaced shrink factors in (0, 1], then as many again around the best one
-    (resolution ~ 1 / candidates^2). MX formats only distinguish powers of two: candidates 2^1 .. 2^-14
+    (resolution ~ 1 / candidates^2; default 100, or 32 beyond 256 groups: 0.2% of the range).
+    MX formats only distinguish powers of two: candidates 2^1 .. 2^-14
     (2^1 trades the OCP rule's saturation of the block's largest values for a coarser grid).
     """
-    k = int(candidates)
+    k = (100 if hist.n_groups <= 256 else 32) if candidates is None else int(candidates)
     if k < 4:
         raise ValueError(f"candidates must be >= 4, got {candidates!r}")
     lo0, hi0 = (hist.min.clamp_max(0.0), hist.max.clamp_min(0.0)) if spec.symmetric else (hist.min, hist.max)
 
+    points = hist.points()
+
     def search(t: torch.Tensor) -> torch.Tensor:
-        mse = expected_mse(hist, spec, lo0[None] * t, hi0[None] * t)
+        mse = expected_mse(points, spec, lo0[None] * t, hi0[None] * t)
         return t.gather(0, mse.argmin(dim=0, keepdim=True)).squeeze(0)
 
     if isinstance(spec.format, MXFormat):
@@ -193,7 +205,7 @@ def mse_search(hist: GroupSketch, spec: QuantSpec, candidates: int = 100) -> tup
 class MSECalibrator(HistogramCalibrator):
     """The clipping range with the smallest expected quantization MSE for the spec's format."""
 
-    def __init__(self, spec: QuantSpec, candidates: int = 100, bins: int | None = None,
+    def __init__(self, spec: QuantSpec, candidates: int | None = None, bins: int | None = None,
                  raw_limit: int = DEFAULT_RAW_LIMIT) -> None:
         super().__init__(spec, bins, raw_limit)
         self.candidates = candidates

@@ -1,0 +1,176 @@
+"""``quantize_model``: apply a recipe to a ``torch.nn.Module`` (a new model by default).
+
+1. Find the target layers (Linear, Conv*, ConvTranspose*, Embedding), apply ignore / override patterns.
+2. Static input activations: run the calibration batches through the float model (``no_grad``, eval
+   mode, a progress bar) and stream every targeted layer's input into its calibrator (bounded memory).
+3. Quantize every weight, replace every targeted layer by a :class:`QuantizedModule`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..calibrate import resolve_calibrator
+from ..core.ops import quantize
+from ..core.spec import QParams, QuantSpec
+from ..report.progress import progress
+from .recipes import LayerRule, Recipe, get, pattern_matches
+from .wrap import SUPPORTED, QuantizedModule, input_granularity, weight_granularity
+
+
+def describe_batch(batch: Any) -> str:
+    if isinstance(batch, torch.Tensor):
+        return f"a tensor of shape {tuple(batch.shape)}"
+    if isinstance(batch, (tuple, list)):
+        return f"a {type(batch).__name__} of {len(batch)} items"
+    if isinstance(batch, Mapping):
+        return f"a dict with keys {sorted(batch)}"
+    return f"a {type(batch).__name__}"
+
+
+def call_model(model: nn.Module, batch: Any, index: int = 0) -> Any:
+    """Run ``model`` on one batch: a tensor (one input), a tuple/list (positional inputs) or a dict
+    (keyword inputs, e.g. a tokenizer's output)."""
+    try:
+        if isinstance(batch, torch.Tensor):
+            return model(batch)
+        if isinstance(batch, (tuple, list)):
+            return model(*batch)
+        if isinstance(batch, Mapping):
+            return model(**batch)
+    except TypeError as exc:
+        raise ValueError(f"calling the model on calibration batch #{index} ({describe_batch(batch)}) failed: {exc}. "
+                         f"Batches must be what the model's forward takes: a tensor, a tuple of positional inputs, "
+                         f"or a dict of keyword inputs") from exc
+    raise ValueError(f"calibration batch #{index} is {describe_batch(batch)}; expected a tensor, a tuple/list of "
+                     f"positional inputs or a dict of keyword inputs (e.g. a tokenizer's output)")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was)
+
+
+def run_batches(model: nn.Module, batches: Iterable[Any], description: str, show: bool = True,
+                on_output: Callable[[int, Any], None] | None = None) -> int:
+    """Feed every batch through ``model`` (eval mode, no grad) with a progress bar; returns the count."""
+    items = list(batches) if not hasattr(batches, "__len__") else batches
+    n = 0
+    with eval_mode(model), progress(len(items), description, enabled=show) as advance:
+        for i, batch in enumerate(items):
+            out = call_model(model, batch, i)
+            if on_output is not None:
+                on_output(i, out)
+            n += 1
+            advance(f"batch {i + 1}")
+    if n == 0:
+        raise ValueError("the calibration data is empty; give at least one batch")
+    return n
+
+
+def select_layers(model: nn.Module, recipe: Recipe) -> list[tuple[str, nn.Module, LayerRule]]:
+    """(name, module, rule) of every layer the recipe quantizes; errors when nothing matches."""
+    found, candidates = [], []
+    for name, module in model.named_modules():
+        if isinstance(module, QuantizedModule):
+            raise ValueError(f"{name} is already quantized; quantize the float model")
+        if isinstance(module, SUPPORTED) and type(module).__name__ in recipe.targets:
+            candidates.append(name)
+            rule = recipe.rule_for(name)
+            if rule is not None:
+                found.append((name, module, rule))
+    for pattern in [p for p, _ in recipe.overrides] + list(recipe.ignore):
+        if not any(pattern_matches(pattern, n) for n in candidates):
+            sample = ", ".join(candidates[:8]) + (" ..." if len(candidates) > 8 else "")
+            raise ValueError(f"layer pattern {pattern!r} matches no quantizable layer; layers are: {sample or 'none'}")
+    if not found:
+        kinds = ", ".join(recipe.targets)
+        raise ValueError(f"the model has no layer this recipe quantizes (targets: {kinds}; "
+                         f"{len(candidates)} candidate(s), all ignored)" if candidates else
+                         f"the model has no quantizable layer (looked for {kinds})")
+    return found
+
+
+def input_spec_for(module: nn.Module, rule: LayerRule) -> QuantSpec | None:
+    if rule.input_format is None or isinstance(module, nn.Embedding):
+        return None
+    if rule.input_mode == "static" and rule.input_granularity == "token":
+        raise ValueError("per-token activation scales depend on each input: use input_mode='dynamic'")
+    return QuantSpec(rule.input_format, granularity=input_granularity(module, rule.input_granularity),
+                     rounding=rule.rounding)
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    if name == "":
+        return new
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+    return model
+
+
+def quantize_model(model: nn.Module, recipe: str | Recipe, calib: Iterable[Any] | None = None,
+                   inplace: bool = False, show_progress: bool = True) -> nn.Module:
+    """Quantize ``model`` with ``recipe`` (a name from ``qs.recipes.names()`` or a Recipe).
+
+    ``calib``: the calibration batches (needed when the recipe has static activation quantization);
+    each batch is a tensor, a tuple of positional inputs or a dict of keyword inputs. Returns a new
+    model (``inplace=True`` modifies ``model``); the float model is never changed otherwise.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    recipe = get(recipe)
+    qmodel = model if inplace else copy.deepcopy(model)
+    layers = select_layers(qmodel, recipe)
+    specs = {name: input_spec_for(module, rule) for name, module, rule in layers}
+    static = [(n, m, r) for n, m, r in layers if specs[n] is not None and r.input_mode == "static"]
+    in_qparams: dict[str, QParams] = {}
+    if static:
+        if calib is None:
+            raise ValueError(f"recipe {recipe.name!r} quantizes activations statically: pass calib=batches")
+        cals = {n: resolve_calibrator(r.input_calibrator, specs[n]) for n, _, r in static}
+        def observe(name: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+            def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+                cals[name].update(args[0].detach())  # returns nothing: the input passes unchanged
+
+            return hook
+
+        hooks = [m.register_forward_pre_hook(observe(n)) for n, m, _ in static]
+        try:
+            run_batches(qmodel, calib, "calibrating activations", show_progress)
+        finally:
+            for h in hooks:
+                h.remove()
+        for n, _, _ in static:
+            if not cals[n].is_fitted:
+                raise ValueError(f"layer {n} never ran during calibration; check that the batches exercise it")
+            in_qparams[n] = cals[n].qparams()
+    with torch.no_grad(), progress(len(layers), "quantizing weights", enabled=show_progress) as advance:
+        for name, module, rule in layers:
+            weight_q = None
+            if rule.weight_format is not None:
+                spec = QuantSpec(rule.weight_format, granularity=weight_granularity(module, rule.weight_granularity),
+                                 rounding=rule.rounding)
+                weight_q = quantize(module.weight.detach(), spec, calibrator=rule.weight_calibrator)
+            wrapped = QuantizedModule(module, name, weight_q, specs[name], rule.input_mode, in_qparams.get(name))
+            qmodel = _set_module(qmodel, name, wrapped)
+            advance(name)
+    qmodel.quantscope_recipe = recipe
+    return qmodel
+
+
+def quantized_layers(model: nn.Module) -> list[tuple[str, QuantizedModule]]:
+    """The (name, wrapper) pairs of a model returned by :func:`quantize_model`."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, QuantizedModule)]

@@ -1,0 +1,110 @@
+"""Quantized layer wrappers: the original module with its weight replaced by its quantized value, and
+its input fake-quantized on the way in (static parameters from calibration, or dynamic per call).
+
+The wrapper keeps the weight's :class:`QTensor` (codes + scales, for saving and reporting) and the
+dequantized weight inside the wrapped module (for a fast forward). Forward = inner(Q_in(x)).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..core.granularity import Granularity, per_channel, per_group, per_tensor, per_token
+from ..core.ops import fake_quantize
+from ..core.qtensor import QTensor
+from ..core.spec import QParams, QuantSpec
+
+CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+SUPPORTED = (nn.Linear, nn.Embedding) + CONV + CONV_T
+
+
+def weight_axes(module: nn.Module) -> tuple[int, int]:
+    """(output-channel axis, input axis) of the module's weight."""
+    if isinstance(module, CONV_T):
+        return 1, 0
+    return 0, 1
+
+
+def weight_granularity(module: nn.Module, text: str) -> Granularity:
+    """Resolve ``channel`` / ``group:G`` / ``tensor`` for this module's weight.
+
+    A layer with fewer than G inputs falls back to one scale per output channel.
+    """
+    out_axis, in_axis = weight_axes(module)
+    if text == "tensor":
+        return per_tensor()
+    if text == "channel":
+        return per_channel(out_axis)
+    if text.startswith("group:"):
+        g = int(text.split(":")[1])
+        if module.weight.shape[in_axis] < g:
+            return per_channel(out_axis)
+        return per_group(g, axis=in_axis)
+    raise ValueError(f"weight granularity {text!r} does not apply to a {type(module).__name__}")
+
+
+def input_granularity(module: nn.Module, text: str) -> Granularity:
+    """Resolve the input granularity: ``tensor``; ``token`` (Linear: one scale per row of the last
+    axis; Conv: one scale per pixel, across its channels); ``group:G`` (Linear: along features; Conv:
+    along channels)."""
+    if text == "tensor":
+        return per_tensor()
+    if isinstance(module, nn.Linear):
+        if text == "token":
+            return per_token()
+        if text.startswith("group:"):
+            return per_group(int(text.split(":")[1]), axis=-1)
+    elif isinstance(module, CONV + CONV_T):
+        if text == "token":
+            return per_group(module.in_channels, axis=1)
+        if text.startswith("group:"):
+            return per_group(int(text.split(":")[1]), axis=1)
+    raise ValueError(f"input granularity {text!r} does not apply to a {type(module).__name__} "
+                     f"(use tensor, token or group:G)")
+
+
+class QuantizedModule(nn.Module):
+    """``module`` with a quantized weight and (optionally) a quantized input.
+
+    Attributes: ``weight_q`` (QTensor or None), ``input_spec`` (QuantSpec or None), ``input_mode``
+    ('static' with fixed ``input_qparams``, or 'dynamic'), ``layer_name``.
+    """
+
+    def __init__(self, module: nn.Module, layer_name: str, weight_q: QTensor | None, input_spec: QuantSpec | None,
+                 input_mode: str = "static", input_qparams: QParams | None = None) -> None:
+        super().__init__()
+        if input_spec is not None and input_mode == "static" and input_qparams is None:
+            raise ValueError(f"{layer_name}: a static input quantizer needs calibrated parameters")
+        self.inner = module
+        self.layer_name = layer_name
+        self.weight_q = weight_q
+        self.input_spec = input_spec
+        self.input_mode = input_mode
+        self.input_qparams = input_qparams
+        self.input_observer: Any = None  # analysis hook: called with (x, x_quantized)
+        if weight_q is not None:
+            with torch.no_grad():
+                w = module.weight
+                module.weight.data = weight_q.dequantize().to(dtype=w.dtype, device=w.device)
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_spec is None or not x.is_floating_point():
+            return x
+        if self.input_mode == "static":
+            return fake_quantize(x, self.input_spec, qparams=self.input_qparams)
+        return fake_quantize(x, self.input_spec)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        xq = self.quantize_input(x)
+        if self.input_observer is not None:
+            self.input_observer(self, x, xq)
+        return self.inner(xq, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        w = "float" if self.weight_q is None else str(self.weight_q.spec)
+        a = "float" if self.input_spec is None else f"{self.input_spec} ({self.input_mode})"
+        return f"weight={w}, input={a}"
