@@ -177,3 +177,34 @@ def write_html(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def model_report(analysis: Any, title: str, summary_rows: list[tuple[str, Any]], worst: int = 3) -> str:
+    """HTML page of a model analysis: summary, per-layer SQNR bars, sensitivity ranking, the input
+    histograms of the most sensitive layers with their clip points, and the full layer table."""
+    layers = analysis.layers
+    names = [r.name for r in layers]
+    figures = [_img("model-sqnr", plots.layer_bars(names, {
+        "weight": [r.weight_sqnr_db for r in layers], "input": [r.input_sqnr_db for r in layers],
+        "local output": [r.local_output_sqnr_db for r in layers],
+        "cumulative output": [r.cumulative_output_sqnr_db for r in layers]}, "SQNR (dB)", "per-layer SQNR"),
+        "Per-layer SQNR of the weight, the input activation, the layer's own output (local) and the model "
+        "at that layer (cumulative).")]
+    ranked = analysis.ranked()
+    png = plots.ranking([r.name for r in ranked], [r.sensitivity_db for r in ranked])
+    figures.append(_img("model-sensitivity", png,
+                        "Sensitivity: the model's output SQNR when only that layer is quantized (lowest = most "
+                        "sensitive)."))
+    for i, r in enumerate(ranked[:worst]):
+        sample, clip = analysis.samples.get(r.name, (None, None))
+        if sample is not None and sample.numel():
+            figures.append(_img(f"model-input-{i}", plots.histogram_with_levels(
+                sample, None, clip, f"input of {r.name}"), f"Input activations of {r.name} "
+                f"(sensitivity {r.sensitivity_db:.1f} dB){' with its clip points' if clip else ''}."))
+    columns = ("layer", "kind", "weight", "input", "weight dB", "input dB", "input clip", "local dB",
+               "cumulative dB", "measured/predicted", "flag", "sensitivity dB")
+    table = _table([(r.name, r.kind, r.weight_spec, r.input_spec, r.weight_sqnr_db, r.input_sqnr_db,
+                     r.input_clipping_share, r.local_output_sqnr_db, r.cumulative_output_sqnr_db, r.noise_ratio,
+                     r.flag or "-", r.sensitivity_db) for r in layers], columns)
+    body = ["<h2>Summary</h2>", _table(summary_rows), "<h2>Plots</h2>"] + figures + ["<h2>All layers</h2>", table]
+    return html_document(title, body, intro="Sensitivity and SQNR are measured on the analysis batches.")

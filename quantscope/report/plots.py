@@ -97,3 +97,37 @@ def per_group_sqnr(values: torch.Tensor, label: str) -> bytes:
     ax.grid(alpha=0.3)
     ax.set_title(f"SQNR per {label} (worst {min(v):.1f} dB, best {max(v):.1f} dB)", fontsize=10)
     return _png(fig)
+
+
+def layer_bars(names: Sequence[str], series: dict[str, Sequence[float]], ylabel: str, title: str) -> bytes:
+    """Grouped bars per layer (one bar per series)."""
+    plt = _pyplot()
+    n, k = len(names), len(series)
+    fig, ax = plt.subplots(figsize=(max(7.5, 0.28 * n), 3.8))
+    width = 0.8 / max(k, 1)
+    for i, (label, values) in enumerate(series.items()):
+        vals = [v if math.isfinite(v) else float("nan") for v in values]
+        ax.bar([j + i * width for j in range(n)], vals, width=width, label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(n)])
+    ax.set_xticklabels(names, rotation=90, fontsize=6)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, ncol=k)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
+def ranking(names: Sequence[str], values: Sequence[float]) -> bytes:
+    """Horizontal bars, first = most sensitive (lowest SQNR)."""
+    plt = _pyplot()
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(7.5, max(2.5, 0.22 * n)))
+    vals = [v if math.isfinite(v) else float("nan") for v in values]
+    ax.barh(range(n), vals, color="#c0392b")
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(names, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel("model output SQNR with only this layer quantized (dB)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("sensitivity ranking", fontsize=10)
+    return _png(fig)
