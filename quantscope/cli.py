@@ -205,6 +205,70 @@ def _html_summary(rows: list[list[object]]) -> str:
                                             "bound holds", "bits/value"))
 
 
+def _load_recipe(text: str) -> object:
+    from .nn.recipes import Recipe, get
+
+    if text.endswith((".json", ".yaml", ".yml")):
+        if not os.path.isfile(text):
+            raise ValueError(f"recipe file {text} does not exist")
+        return Recipe.load(text)
+    return get(text)
+
+
+def cmd_quantize(args: argparse.Namespace, write: bool = True) -> int:
+    import time
+
+    from .models.loader import load_bundle
+    from .nn.analyze import analyze_model
+    from .nn.io import packed_bytes, save_model
+    from .nn.quantize_model import quantize_model, quantized_layers
+    from .report.tables import render_table
+    from .tensorfile import TensorFileError
+
+    t0 = time.perf_counter()
+    try:
+        recipe = _load_recipe(args.recipe)
+        bundle = load_bundle(args.model, args.calib, args.batch_size)
+        if not bundle.evaluate:
+            raise ValueError(f"{args.model} comes without input batches; return (model, batches) from the "
+                             f"function or pass --calib FILE")
+        qmodel = quantize_model(bundle.model, recipe, calib=bundle.calib, show_progress=not args.quiet)
+        analysis = analyze_model(bundle.model, qmodel, bundle.evaluate, show_progress=not args.quiet)
+    except (ValueError, TypeError, FileNotFoundError, TensorFileError) as exc:
+        print(f"quantscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    size_q = packed_bytes(qmodel)
+    rows: list[tuple[str, object]] = [
+        ("model", bundle.name), ("recipe", f"{recipe.name}: {recipe.description}" if recipe.description
+                                 else recipe.name),
+        ("layers quantized", len(quantized_layers(qmodel))),
+        ("size float (MB)", bundle.float_bytes / 1e6), ("size quantized, packed (MB)", size_q / 1e6),
+        ("compression", f"{bundle.float_bytes / size_q:.2f}x"), ("output SQNR (dB)", analysis.output_sqnr_db)]
+    if bundle.embed is not None:
+        ref, got = bundle.embed(bundle.model), bundle.embed(qmodel)
+        cos = (ref * got).sum(-1)
+        rows += [("embedding cosine, mean", float(cos.mean())), ("embedding cosine, min", float(cos.min()))]
+    for i, r in enumerate(analysis.ranked()[:5]):
+        rows.append((f"sensitive layer #{i + 1}", f"{r.name} ({r.sensitivity_db:.1f} dB alone)"))
+    if write and args.out:
+        on_disk = save_model(qmodel, args.out)
+        rows.append(("written", f"{args.out} ({on_disk / 1e6:.2f} MB on disk)"))
+    if args.report:
+        from .report.html import model_report, write_html
+
+        write_html(args.report, model_report(analysis, f"quantscope {args.command}: {bundle.name} {recipe.name}",
+                                             rows))
+        rows.append(("report", args.report))
+    rows.append(("wall time (s)", time.perf_counter() - t0))
+    print(render_table(f"quantscope {args.command}", ["", "value"], [list(r) for r in rows], width=140))
+    print(analysis.table(top=args.top))
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    return cmd_quantize(args, write=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -238,11 +302,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print how the calibrated scale and SQNR vary with calibration-set size (bootstrap)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_tensor)
+    for cmd, helptext in (("quantize", "quantize a model with a recipe, analyze it layer by layer, save it"),
+                          ("analyze", "quantize a model in memory and print the per-layer analysis (no model "
+                                      "written)")):
+        c = sub.add_parser(cmd, help=helptext)
+        c.add_argument("model", help="minilm (built in), a Hugging Face model directory, or module:function "
+                                     "returning a model or (model, batches)")
+        c.add_argument("--recipe", default="w8a8", help="w8a8, w8a8-dynamic, w8, w4g128, w4g32, fp8, mxfp4, nf4, "
+                                                        "or a recipe .json/.yaml file")
+        c.add_argument("--calib", metavar="FILE", help="calibration data: a text file (one sentence per line) for "
+                                                        "text models, else a tensor file batched along dim 0")
+        c.add_argument("--batch-size", type=int, default=16, help="batch size for --calib tensor files")
+        if cmd == "quantize":
+            c.add_argument("--out", metavar="DIR", help="write the quantized model (safetensors + JSON) here")
+        c.add_argument("--report", metavar="PATH", help="write the per-layer HTML report")
+        c.add_argument("--top", type=int, default=10, help="layers shown in the terminal table (most sensitive)")
+        c.add_argument("--quiet", action="store_true", help="no progress bars")
+        c.set_defaults(func=cmd_quantize if cmd == "quantize" else cmd_analyze)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "analyze":
+        args.out = None
     return int(args.func(args))
 
 

@@ -55,3 +55,26 @@ def embed(model: torch.nn.Module, tokenizer: Any, sentences: list[str]) -> torch
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
     return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def _read_lines(name: str) -> list[str]:
+    from importlib.resources import files
+
+    text = files("quantscope.models").joinpath("data", name).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def calibration_sentences() -> list[str]:
+    """A few hundred varied English sentences written for quantscope (calibration data)."""
+    return _read_lines("sentences.txt")
+
+
+def heldout_sentences() -> list[str]:
+    """Sentences never used for calibration (evaluation data)."""
+    return _read_lines("heldout.txt")
+
+
+def text_batches(tokenizer: Any, sentences: list[str], batch_size: int = 16) -> list[Any]:
+    """Tokenized batches (dicts of tensors, padded), ready for ``model(**batch)``."""
+    return [tokenizer(sentences[i:i + batch_size], padding=True, truncation=True, max_length=128,
+                      return_tensors="pt") for i in range(0, len(sentences), batch_size)]
