@@ -16,8 +16,10 @@ $(STAMP): requirements-dev.txt pyproject.toml setup.py quantscope/core/_kernels.
 	$(PY) -c "from quantscope.core import kernels; import sys; kernels.available() or sys.exit('fused kernels failed to build: ' + str(kernels.load_error()))"
 	touch $(STAMP)
 
+# The main job: quantize the MiniLM sentence model (W8A8), analyze every layer, save it, write the report.
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/quantscope demo
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/quantscope quantize minilm --recipe w8a8 \
+	  --out out/minilm-w8a8 --report out/minilm-w8a8.html
 
 # Headless Chromium (Debian's chromium + chromium-driver) for the HTML report test; installed when missing.
 browser:

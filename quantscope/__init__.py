@@ -4,6 +4,8 @@
     spec = qs.QuantSpec(qs.int4(), granularity=qs.per_group(128, axis=1))
     q = qs.quantize(w, spec)            # QTensor: codes + scales, .nbytes, .dequantize()
     print(qs.error(w, q))               # SQNR, MSE, max |e|, guaranteed bound, clipping share
+    qmodel = qs.quantize_model(model, "w8a8", calib=batches)
+    print(qs.analyze_model(model, qmodel, batches).table())
 """
 
 from .calibrate import (
@@ -58,6 +60,12 @@ from .core.rounding import ROUNDING_MODES
 from .core.spec import QParams, QuantSpec
 from .error import ErrorReport, error
 from .error.sweep import calibration_uncertainty, sweep_bits, sweep_clipping
+from .nn import recipes
+from .nn.analyze import ModelAnalysis, analyze_model
+from .nn.io import load_model as load
+from .nn.io import save_model as save
+from .nn.quantize_model import quantize_model
+from .nn.recipes import LayerRule, Recipe
 
 __version__ = "0.1.0"
 
@@ -70,5 +78,6 @@ __all__ = [
     "PerTensor", "PerChannel", "PerGroup", "PerToken", "per_tensor", "per_channel", "per_group", "per_token",
     "ROUNDING_MODES", "Calibrator", "MinMaxCalibrator", "EMAMinMaxCalibrator", "PercentileCalibrator",
     "MSECalibrator", "KLCalibrator", "ACIQCalibrator", "LloydMaxCalibrator", "NotFittedError", "register_calibrator",
-    "sweep_bits", "sweep_clipping", "calibration_uncertainty",
+    "sweep_bits", "sweep_clipping", "calibration_uncertainty", "recipes", "Recipe", "LayerRule", "quantize_model",
+    "analyze_model", "ModelAnalysis", "save", "load",
 ]

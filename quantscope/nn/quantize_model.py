@@ -21,7 +21,7 @@ from ..core.ops import quantize
 from ..core.spec import QParams, QuantSpec
 from ..report.progress import progress
 from .recipes import LayerRule, Recipe, get, pattern_matches
-from .wrap import SUPPORTED, QuantizedModule, input_granularity, weight_granularity
+from .wrap import SUPPORTED, QuantizedModule, layer_spec
 
 
 def describe_batch(batch: Any) -> str:
@@ -108,8 +108,7 @@ def input_spec_for(module: nn.Module, rule: LayerRule) -> QuantSpec | None:
         return None
     if rule.input_mode == "static" and rule.input_granularity == "token":
         raise ValueError("per-token activation scales depend on each input: use input_mode='dynamic'")
-    return QuantSpec(rule.input_format, granularity=input_granularity(module, rule.input_granularity),
-                     rounding=rule.rounding)
+    return layer_spec(module, rule.input_format, rule.input_granularity, "input", rule.rounding)
 
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
@@ -161,8 +160,7 @@ def quantize_model(model: nn.Module, recipe: str | Recipe, calib: Iterable[Any] 
         for name, module, rule in layers:
             weight_q = None
             if rule.weight_format is not None:
-                spec = QuantSpec(rule.weight_format, granularity=weight_granularity(module, rule.weight_granularity),
-                                 rounding=rule.rounding)
+                spec = layer_spec(module, rule.weight_format, rule.weight_granularity, "weight", rule.rounding)
                 weight_q = quantize(module.weight.detach(), spec, calibrator=rule.weight_calibrator)
             wrapped = QuantizedModule(module, name, weight_q, specs[name], rule.input_mode, in_qparams.get(name))
             qmodel = _set_module(qmodel, name, wrapped)

@@ -67,6 +67,27 @@ def input_granularity(module: nn.Module, text: str) -> Granularity:
                      f"(use tensor, token or group:G)")
 
 
+def layer_spec(module: nn.Module, fmt: Any, granularity: str, role: str, rounding: str) -> QuantSpec:
+    """The QuantSpec of a layer's ``weight`` or ``input`` for a recipe's format and granularity name.
+
+    MX formats need blocks along the grouped axis; a layer with fewer elements there than the block
+    (e.g. a first conv with 1 or 3 input channels) gets one block spanning the whole axis.
+    """
+    import dataclasses
+
+    from ..core.formats import MXFormat
+
+    if isinstance(fmt, MXFormat):
+        axis = weight_axes(module)[1] if role == "weight" else (-1 if isinstance(module, nn.Linear) else 1)
+        length = module.weight.shape[axis] if role == "weight" else (
+            module.in_features if isinstance(module, nn.Linear) else module.in_channels)
+        if length < fmt.block_size:
+            fmt = dataclasses.replace(fmt, block_size=length)
+            return QuantSpec(fmt, granularity=per_group(length, axis=axis), rounding=rounding)
+    gran = weight_granularity(module, granularity) if role == "weight" else input_granularity(module, granularity)
+    return QuantSpec(fmt, granularity=gran, rounding=rounding)
+
+
 class QuantizedModule(nn.Module):
     """``module`` with a quantized weight and (optionally) a quantized input.
 
