@@ -172,9 +172,10 @@ class Recipe:
 def _builtin() -> dict[str, Recipe]:
     w8 = dict(weight_format=int8(), weight_granularity="channel")
     return {r.name: r for r in (
-        Recipe("w8a8", LayerRule(**w8, input_format=int8(), input_granularity="tensor", input_mode="static",
-                                 input_calibrator="mse"),
-               description="int8 per-channel weights, int8 per-tensor static activations (MSE-calibrated)"),
+        Recipe("w8a8", LayerRule(**w8, input_format=int8(symmetric=False), input_granularity="tensor",
+                                 input_mode="static", input_calibrator="mse"),
+               description="int8 per-channel weights, int8 per-tensor static activations with a zero point "
+                           "(MSE-calibrated)"),
         Recipe("w8a8-dynamic", LayerRule(**w8, input_format=int8(), input_granularity="token", input_mode="dynamic"),
                description="int8 per-channel weights, int8 per-token activations computed at run time"),
         Recipe("w8", LayerRule(**w8), description="weight-only int8, per output channel"),
