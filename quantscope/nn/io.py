@@ -173,5 +173,8 @@ def load_model(path: str | os.PathLike, model: nn.Module) -> nn.Module:
             qparams = QParams(tensors[f"quant.{name}.input.scale"], tensors.get(f"quant.{name}.input.zero_point"))
         _set_module(model, name, QuantizedModule(module, name, weight_q, input_spec, entry["input_mode"], qparams))
     if meta.get("recipe"):
+        from .quantize_model import apply_matmul_rules
+
         model.quantscope_recipe = Recipe.from_dict(meta["recipe"])
+        apply_matmul_rules(model, model.quantscope_recipe)
     return model

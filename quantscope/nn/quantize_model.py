@@ -165,8 +165,24 @@ def quantize_model(model: nn.Module, recipe: str | Recipe, calib: Iterable[Any] 
             wrapped = QuantizedModule(module, name, weight_q, specs[name], rule.input_mode, in_qparams.get(name))
             qmodel = _set_module(qmodel, name, wrapped)
             advance(name)
+    apply_matmul_rules(qmodel, recipe)
     qmodel.quantscope_recipe = recipe
     return qmodel
+
+
+def apply_matmul_rules(model: nn.Module, recipe: Recipe) -> None:
+    """Hook the matrix products of the modules the recipe's matmul rules name (errors when none match)."""
+    if not recipe.matmuls:
+        return
+    from .matmul import quantize_matmuls, use_eager_attention
+
+    use_eager_attention(model)
+    for rule in recipe.matmuls:
+        matched = [m for n, m in model.named_modules() if n and pattern_matches(rule.pattern, n)]
+        if not matched:
+            raise ValueError(f"matmul pattern {rule.pattern!r} matches no module of the model")
+        for module in matched:
+            quantize_matmuls(module, rule.format, rule.granularity)
 
 
 def quantized_layers(model: nn.Module) -> list[tuple[str, QuantizedModule]]:

@@ -93,8 +93,32 @@ def pattern_matches(pattern: str, name: str) -> bool:
 
 
 @dataclass(frozen=True)
+class MatmulRule:
+    """Quantize both operands of the matrix products inside modules matching ``pattern`` (dynamic)."""
+
+    pattern: str
+    format: Format
+    granularity: str = "tensor"
+
+    def __post_init__(self) -> None:
+        if self.granularity not in ("tensor", "token"):
+            raise ValueError(f"matmul granularity must be 'tensor' or 'token', got {self.granularity!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pattern": self.pattern, "format": format_to_dict(self.format), "granularity": self.granularity}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MatmulRule:
+        unknown = set(data) - {"pattern", "format", "granularity"}
+        if unknown:
+            raise ValueError(f"unknown matmul-rule keys {sorted(unknown)}; allowed: format, granularity, pattern")
+        return cls(data["pattern"], format_from_dict(data["format"]), data.get("granularity", "tensor"))
+
+
+@dataclass(frozen=True)
 class Recipe:
-    """A named plan: the default rule, per-pattern overrides (first match wins), layers kept float."""
+    """A named plan: the default rule, per-pattern overrides (first match wins), layers kept float,
+    and (optionally) the attention matmuls to quantize."""
 
     name: str
     default: LayerRule
@@ -102,6 +126,7 @@ class Recipe:
     ignore: tuple[str, ...] = ()
     targets: tuple[str, ...] = TARGETS
     description: str = ""
+    matmuls: tuple[MatmulRule, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.targets if t not in TARGETS]
@@ -127,13 +152,13 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "default": self.default.to_dict(),
                 "overrides": [[p, r.to_dict()] for p, r in self.overrides], "ignore": list(self.ignore),
-                "targets": list(self.targets)}
+                "targets": list(self.targets), "matmuls": [m.to_dict() for m in self.matmuls]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
         if not isinstance(data, dict):
             raise ValueError(f"a recipe must be a mapping, got {type(data).__name__}")
-        allowed = {"name", "description", "default", "overrides", "ignore", "targets"}
+        allowed = {"name", "description", "default", "overrides", "ignore", "targets", "matmuls"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown recipe keys {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -142,7 +167,8 @@ class Recipe:
         return cls(name=data["name"], description=data.get("description", ""),
                    default=LayerRule.from_dict(data["default"]),
                    overrides=tuple((p, LayerRule.from_dict(r)) for p, r in data.get("overrides", [])),
-                   ignore=tuple(data.get("ignore", ())), targets=tuple(data.get("targets", TARGETS)))
+                   ignore=tuple(data.get("ignore", ())), targets=tuple(data.get("targets", TARGETS)),
+                   matmuls=tuple(MatmulRule.from_dict(m) for m in data.get("matmuls", ())))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -178,6 +204,10 @@ def _builtin() -> dict[str, Recipe]:
                            "(MSE-calibrated)"),
         Recipe("w8a8-dynamic", LayerRule(**w8, input_format=int8(), input_granularity="token", input_mode="dynamic"),
                description="int8 per-channel weights, int8 per-token activations computed at run time"),
+        Recipe("w8a8-dynamic-attn", LayerRule(**w8, input_format=int8(), input_granularity="token",
+                                              input_mode="dynamic"),
+               matmuls=(MatmulRule("*attention.self", int8(), "token"),),
+               description="w8a8-dynamic plus int8 attention matmuls (Q·Kᵀ and P·V, per-token scales)"),
         Recipe("w8", LayerRule(**w8), description="weight-only int8, per output channel"),
         Recipe("w4g128", LayerRule(weight_format=int4(), weight_granularity="group:128", weight_calibrator="mse"),
                description="weight-only int4, one scale per 128 inputs (MSE-calibrated)"),
@@ -210,4 +240,4 @@ def names() -> list[str]:
     return list(RECIPES)
 
 
-__all__ = ["LayerRule", "Recipe", "RECIPES", "get", "names", "pattern_matches"]
+__all__ = ["LayerRule", "MatmulRule", "Recipe", "RECIPES", "get", "names", "pattern_matches"]
