@@ -80,9 +80,9 @@ class ErrorReport:
 
         text = json.dumps(clean(self.to_dict()), indent=2)
         if path is not None:
-            from ..report.html import write_html as write_text
+            from .._files import atomic_write_text
 
-            write_text(path, text)
+            atomic_write_text(path, text)
         return text
 
     def to_html(self, path: str, title: str = "quantization error", sweeps: bool = True, calibrator: Any = None

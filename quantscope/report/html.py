@@ -6,12 +6,12 @@ import base64
 import html
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from .._files import atomic_write_text
 from ..core.bounds import clip_range
 from ..core.formats import CodebookFormat, FixedFormat, FloatFormat, IntFormat, MXFormat
 from ..core.grid import float_table
@@ -164,19 +164,8 @@ def html_document(title: str, body: list[str], intro: str = "") -> str:
 
 
 def write_html(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".quantscope-", suffix=".html", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write the page atomically (temporary file in the same folder, then rename)."""
+    atomic_write_text(path, text)
 
 
 def model_report(analysis: Any, title: str, summary_rows: list[tuple[str, Any]], worst: int = 3) -> str:
