@@ -43,15 +43,20 @@ class MinMaxCalibrator:
         """Fold one batch into the running range (batches must give the same parameter shape)."""
         lo, hi, pshape = self._range_of(x)
         if not self.is_fitted:
-            self.min_, self.max_, self.param_shape_ = lo, hi, pshape
+            self.min_, self.max_, self.param_shape_, self.batches_ = lo, hi, pshape, 1
             return self
         if pshape != self.param_shape_:
             hint = " (per-token ranges are dynamic: quantize each batch on its own)" if isinstance(
                 as_spec(self.spec).granularity, PerToken) else ""
             raise ValueError(f"batch gives parameter shape {pshape}, earlier batches gave {self.param_shape_}{hint}")
+        self._fold(lo, hi)
+        self.batches_ += 1
+        return self
+
+    def _fold(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        """Combine the running range with one batch's range."""
         self.min_ = torch.minimum(self.min_, lo)
         self.max_ = torch.maximum(self.max_, hi)
-        return self
 
     def merge(self, other: MinMaxCalibrator) -> MinMaxCalibrator:
         """A new calibrator holding the union of both ranges (same result as one pass over both)."""
@@ -64,6 +69,7 @@ class MinMaxCalibrator:
         if not states:
             return out
         out.min_, out.max_, out.param_shape_ = states[0].min_, states[0].max_, states[0].param_shape_
+        out.batches_ = sum(c.batches_ for c in states)
         for c in states[1:]:
             if c.param_shape_ != out.param_shape_:
                 raise ValueError(f"cannot merge parameter shapes {out.param_shape_} and {c.param_shape_}")
@@ -94,19 +100,15 @@ class EMAMinMaxCalibrator(MinMaxCalibrator):
         self.averaging_constant = averaging_constant
 
     def update(self, x: Any) -> EMAMinMaxCalibrator:
-        c = float(self.averaging_constant)
-        if not 0.0 < c <= 1.0:
+        if not 0.0 < float(self.averaging_constant) <= 1.0:
             raise ValueError(f"averaging_constant must be in (0, 1], got {self.averaging_constant!r}")
-        lo, hi, pshape = self._range_of(x)
-        if not self.is_fitted:
-            self.min_, self.max_, self.param_shape_, self.batches_ = lo, hi, pshape, 1
-            return self
-        if pshape != self.param_shape_:
-            raise ValueError(f"batch gives parameter shape {pshape}, earlier batches gave {self.param_shape_}")
+        super().update(x)
+        return self
+
+    def _fold(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        c = float(self.averaging_constant)
         self.min_ = self.min_ + c * (lo - self.min_)
         self.max_ = self.max_ + c * (hi - self.max_)
-        self.batches_ += 1
-        return self
 
     def merge(self, other: MinMaxCalibrator) -> EMAMinMaxCalibrator:
         if not isinstance(other, EMAMinMaxCalibrator):

@@ -227,8 +227,7 @@ def analyze_model(float_model: nn.Module, quant_model: nn.Module, batches: Itera
         def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
             x = args[0]
             float_out[name] = output.detach()
-            local[name].add(output, qmod(x, *args[1:]) if qmod.input_observer is None else qmod.inner(
-                qmod.quantize_input(x), *args[1:]))
+            local[name].add(output, qmod(x, *args[1:]))  # observers are off during the float pass
             if x.is_floating_point():
                 channel_axis = 1 if not isinstance(module, (nn.Linear, nn.Embedding)) else -1
                 xs = x.detach().double().movedim(channel_axis, 0).reshape(x.shape[channel_axis], -1)
