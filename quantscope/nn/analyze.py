@@ -28,6 +28,7 @@ from torch import nn
 from ..core.bounds import error_bound
 from ..core.ops import quantize
 from ..core.spec import QuantSpec
+from ..error.accumulate import SqnrAccumulator
 from ..error.metrics import ErrorReport, error
 from ..report.progress import progress
 
@@ -63,12 +64,6 @@ def weight_errors(model: torch.nn.Module, spec: QuantSpec, layers: Iterable[tupl
     return out
 
 
-def sqnr_db(signal: float, noise: float) -> float:
-    if noise <= 0:
-        return math.inf
-    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
-
-
 def first_tensor(out: Any) -> torch.Tensor:
     """The tensor a model's output is judged by: itself, the first item of a tuple, or the first tensor
     value of a dict / ``ModelOutput`` (``last_hidden_state`` for Hugging Face encoders)."""
@@ -83,31 +78,7 @@ def first_tensor(out: Any) -> torch.Tensor:
     raise ValueError(f"cannot find a tensor in the model output ({type(out).__name__}); pass output_fn=")
 
 
-class _Acc:
-    """Running sums for SQNR: signal power and noise power (and clipping noise)."""
 
-    def __init__(self) -> None:
-        self.signal = self.noise = self.clip = 0.0
-        self.n = 0
-
-    def add(self, ref: torch.Tensor, test: torch.Tensor, clip_noise: float = 0.0) -> None:
-        r, t = ref.detach().double(), test.detach().double()
-        self.signal += float((r * r).sum())
-        self.noise += float(((r - t) ** 2).sum())
-        self.clip += clip_noise
-        self.n += r.numel()
-
-    @property
-    def sqnr_db(self) -> float:
-        return sqnr_db(self.signal, self.noise)
-
-    @property
-    def mse(self) -> float:
-        return self.noise / max(self.n, 1)
-
-    @property
-    def clipping_share(self) -> float:
-        return self.clip / self.noise if self.noise > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -212,15 +183,15 @@ def analyze_model(float_model: nn.Module, quant_model: nn.Module, batches: Itera
     if missing:
         raise ValueError(f"float_model has no layer named {missing[0]}; pass the model quant_model was made from")
 
-    local = {n: _Acc() for n, _ in qlayers}
-    cumulative = {n: _Acc() for n, _ in qlayers}
-    inputs = {n: _Acc() for n, _ in qlayers}
+    local = {n: SqnrAccumulator() for n, _ in qlayers}
+    cumulative = {n: SqnrAccumulator() for n, _ in qlayers}
+    inputs = {n: SqnrAccumulator() for n, _ in qlayers}
     m2: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     x_noise: dict[str, list[float]] = {n: [] for n, _ in qlayers}
     float_out: dict[str, torch.Tensor] = {}
     samples: dict[str, torch.Tensor] = {}
-    final = _Acc()
+    final = SqnrAccumulator()
     float_finals: list[torch.Tensor] = []
 
     def float_hook(name: str, qmod: QuantizedModule) -> Callable[..., None]:
@@ -330,7 +301,7 @@ def _sensitivity(float_model: nn.Module, qlayers: list[tuple[str, nn.Module]], b
             eval_mode(probe):
         for name, qmod in qlayers:
             _set_module(probe, name, qmod)
-            acc = _Acc()
+            acc = SqnrAccumulator()
             try:
                 for i, batch in enumerate(batches):
                     acc.add(refs[i], out_fn(call_model(probe, batch, i)))

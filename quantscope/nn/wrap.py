@@ -22,70 +22,93 @@ CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 SUPPORTED = (nn.Linear, nn.Embedding) + CONV + CONV_T
 
 
+def weight_axes_for(kind: str) -> tuple[int, int]:
+    """(output-channel axis, input axis) of the weight of a layer of type ``kind`` ("Linear", "Conv2d"...)."""
+    return (1, 0) if kind.startswith("ConvTranspose") else (0, 1)
+
+
 def weight_axes(module: nn.Module) -> tuple[int, int]:
     """(output-channel axis, input axis) of the module's weight."""
-    if isinstance(module, CONV_T):
-        return 1, 0
-    return 0, 1
+    return weight_axes_for(type(module).__name__)
 
 
-def weight_granularity(module: nn.Module, text: str) -> Granularity:
-    """Resolve ``channel`` / ``group:G`` / ``tensor`` for this module's weight.
+def in_features(module: nn.Module) -> int:
+    """Width of the module's input along the axis its input granularity groups (features/channels)."""
+    return module.in_features if isinstance(module, nn.Linear) else getattr(module, "in_channels", 0)
+
+
+def weight_granularity_for(kind: str, weight_shape: tuple[int, ...], text: str) -> Granularity:
+    """Resolve ``channel`` / ``group:G`` / ``tensor`` for a weight of this layer type and shape.
 
     A layer with fewer than G inputs falls back to one scale per output channel.
     """
-    out_axis, in_axis = weight_axes(module)
+    out_axis, in_axis = weight_axes_for(kind)
     if text == "tensor":
         return per_tensor()
     if text == "channel":
         return per_channel(out_axis)
     if text.startswith("group:"):
         g = int(text.split(":")[1])
-        if module.weight.shape[in_axis] < g:
+        if weight_shape[in_axis] < g:
             return per_channel(out_axis)
         return per_group(g, axis=in_axis)
-    raise ValueError(f"weight granularity {text!r} does not apply to a {type(module).__name__}")
+    raise ValueError(f"weight granularity {text!r} does not apply to a {kind}")
 
 
-def input_granularity(module: nn.Module, text: str) -> Granularity:
+def weight_granularity(module: nn.Module, text: str) -> Granularity:
+    return weight_granularity_for(type(module).__name__, tuple(module.weight.shape), text)
+
+
+def input_granularity_for(kind: str, text: str, channels: int) -> Granularity:
     """Resolve the input granularity: ``tensor``; ``token`` (Linear: one scale per row of the last
-    axis; Conv: one scale per pixel, across its channels); ``group:G`` (Linear: along features; Conv:
-    along channels)."""
+    axis; Conv: one scale per pixel, across its ``channels``); ``group:G`` (Linear: along features;
+    Conv: along channels)."""
     if text == "tensor":
         return per_tensor()
-    if isinstance(module, nn.Linear):
+    if kind == "Linear":
         if text == "token":
             return per_token()
         if text.startswith("group:"):
             return per_group(int(text.split(":")[1]), axis=-1)
-    elif isinstance(module, CONV + CONV_T):
+    elif kind.startswith(("Conv", "ConvTranspose")):
         if text == "token":
-            return per_group(module.in_channels, axis=1)
+            return per_group(channels, axis=1)
         if text.startswith("group:"):
             return per_group(int(text.split(":")[1]), axis=1)
-    raise ValueError(f"input granularity {text!r} does not apply to a {type(module).__name__} "
-                     f"(use tensor, token or group:G)")
+    raise ValueError(f"input granularity {text!r} does not apply to a {kind} (use tensor, token or group:G)")
 
 
-def layer_spec(module: nn.Module, fmt: Any, granularity: str, role: str, rounding: str) -> QuantSpec:
+def input_granularity(module: nn.Module, text: str) -> Granularity:
+    return input_granularity_for(type(module).__name__, text, in_features(module))
+
+
+def layer_spec_for(kind: str, weight_shape: tuple[int, ...], channels: int, fmt: Any, granularity: str, role: str,
+                   rounding: str) -> QuantSpec:
     """The QuantSpec of a layer's ``weight`` or ``input`` for a recipe's format and granularity name.
 
-    MX formats need blocks along the grouped axis; a layer with fewer elements there than the block
-    (e.g. a first conv with 1 or 3 input channels) gets one block spanning the whole axis.
+    ``kind``: the layer type name ("Linear", "Conv2d", ...); ``channels``: its input width. MX formats
+    need blocks along the grouped axis; a layer with fewer elements there than the block (e.g. a first
+    conv with 1 or 3 input channels) gets one block spanning the whole axis.
     """
     import dataclasses
 
     from ..core.formats import MXFormat
 
     if isinstance(fmt, MXFormat):
-        axis = weight_axes(module)[1] if role == "weight" else (-1 if isinstance(module, nn.Linear) else 1)
-        length = module.weight.shape[axis] if role == "weight" else (
-            module.in_features if isinstance(module, nn.Linear) else module.in_channels)
+        axis = weight_axes_for(kind)[1] if role == "weight" else (-1 if kind == "Linear" else 1)
+        length = weight_shape[axis] if role == "weight" else channels
         if length < fmt.block_size:
             fmt = dataclasses.replace(fmt, block_size=length)
             return QuantSpec(fmt, granularity=per_group(length, axis=axis), rounding=rounding)
-    gran = weight_granularity(module, granularity) if role == "weight" else input_granularity(module, granularity)
+    gran = (weight_granularity_for(kind, weight_shape, granularity) if role == "weight"
+            else input_granularity_for(kind, granularity, channels))
     return QuantSpec(fmt, granularity=gran, rounding=rounding)
+
+
+def layer_spec(module: nn.Module, fmt: Any, granularity: str, role: str, rounding: str) -> QuantSpec:
+    """:func:`layer_spec_for` of a torch module."""
+    return layer_spec_for(type(module).__name__, tuple(module.weight.shape), in_features(module), fmt, granularity,
+                          role, rounding)
 
 
 class QuantizedModule(nn.Module):

@@ -1,0 +1,280 @@
+"""``quantize_onnx``: quantize a model that exists only as an ``.onnx`` file.
+
+1. Load it (Constant-node weights become initializers), find the weight sites (MatMul / Gemm / Conv /
+   ConvTranspose with constant weights) and match them against the recipe (layer names are the
+   node names; ``targets`` and ``ignore`` work as for PyTorch models).
+2. Static activations: run the calibration batches in ONNX Runtime with the sites' inputs exposed as
+   outputs, one batch at a time, into our calibrators (bounded memory: one batch's activations).
+3. Quantize every weight with the core ops, rewrite the graph into QDQ form (see :mod:`.qdq`),
+   check it with ``onnx.checker`` and write it atomically.
+4. Analysis (when calibration data is given): per layer the weight SQNR, the input SQNR and the SQNR
+   of the layer's output in the quantized model against the float model (error accumulated up to
+   that layer), plus the SQNR of the model outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..calibrate import resolve_calibrator
+from ..core.formats import FloatFormat
+from ..core.ops import fake_quantize, quantize
+from ..core.qtensor import QTensor
+from ..core.spec import QParams, QuantSpec
+from ..error.accumulate import SqnrAccumulator
+from ..error.metrics import error
+from ..nn.recipes import LayerRule, Recipe, get, pattern_matches
+from ..nn.wrap import layer_spec_for
+from ..report.progress import progress
+from . import graph as G
+from .calibrate import run_collect
+from .qdq import WeightSite, activation_qdq, drop_unused_initializers, dequantized_weight, dynamic_matmul, \
+    find_weight_sites, required_opset
+
+
+@dataclass
+class OnnxLayer:
+    """One quantized node of an ONNX model and its measured errors (dB; NaN when not measured)."""
+
+    name: str
+    op: str
+    kind: str
+    weight: str
+    input: str
+    weight_sqnr_db: float = math.nan
+    input_sqnr_db: float = math.nan
+    output_sqnr_db: float = math.nan
+
+
+@dataclass
+class OnnxQuantResult:
+    """What :func:`quantize_onnx` did: the layers it quantized, those it kept float (with the reason),
+    file sizes in bytes, the SQNR of each model output, and the wall time in seconds."""
+
+    path: str
+    recipe: str
+    opset: int
+    layers: list[OnnxLayer]
+    kept_float: list[tuple[str, str]]
+    float_bytes: int
+    quant_bytes: int
+    seconds: float
+    output_sqnr_db: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"layer": x.name, "op": x.op, "weight": x.weight, "input": x.input,
+                 "weight SQNR dB": x.weight_sqnr_db, "input SQNR dB": x.input_sqnr_db,
+                 "output SQNR dB": x.output_sqnr_db} for x in self.layers]
+
+
+@dataclass
+class _Plan:
+    site: WeightSite
+    rule: LayerRule
+    weight_spec: QuantSpec | None
+    input_spec: QuantSpec | None
+
+
+def _plans(model: Any, recipe: Recipe) -> tuple[list[_Plan], list[tuple[str, str]]]:
+    sites = find_weight_sites(model)
+    plans, kept = [], []
+    names = [s.name for s in sites]
+    for pattern in [p for p, _ in recipe.overrides] + list(recipe.ignore):
+        if not any(pattern_matches(pattern, n) for n in names):
+            sample = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+            raise ValueError(f"layer pattern {pattern!r} matches no node with a constant weight; nodes are: "
+                             f"{sample or 'none'}")
+    for site in sites:
+        if site.kind not in recipe.targets:
+            kept.append((site.name, f"{site.kind} is not among the recipe's targets"))
+            continue
+        rule = recipe.rule_for(site.name)
+        if rule is None:
+            kept.append((site.name, "ignored by the recipe"))
+            continue
+        wspec = None if rule.weight_format is None else layer_spec_for(
+            site.kind, site.weight_shape, site.channels, rule.weight_format, rule.weight_granularity, "weight",
+            rule.rounding)
+        ispec = None
+        if rule.input_format is not None:
+            if rule.input_mode == "static" and rule.input_granularity != "tensor":
+                raise ValueError(f"{site.name}: static ONNX activations take one scale per tensor; the recipe "
+                                 f"asks for {rule.input_granularity!r} (use input_mode='dynamic' for per-token)")
+            ispec = layer_spec_for(site.kind, site.weight_shape, site.channels, rule.input_format,
+                                   rule.input_granularity, "input", rule.rounding)
+            if rule.input_mode == "dynamic" and wspec is None:
+                raise ValueError(f"{site.name}: dynamic ONNX activation quantization needs int8 weights too")
+        plans.append(_Plan(site, rule, wspec, ispec))
+    if not plans:
+        raise ValueError(f"the ONNX model has no node the recipe {recipe.name!r} quantizes "
+                         f"({len(sites)} node(s) with constant weights, all kept float)")
+    return plans, kept
+
+
+def _needed_opset(plans: list[_Plan]) -> int:
+    need = 13
+    for p in plans:
+        if p.weight_spec is not None:
+            need = max(need, required_opset(p.weight_spec))
+        if p.input_spec is not None and isinstance(p.input_spec.format, FloatFormat):
+            need = max(need, 19)
+    return need
+
+
+def _describe(spec: QuantSpec | None, mode: str = "") -> str:
+    if spec is None:
+        return "float"
+    text = f"{spec.format} {spec.granularity}"
+    return f"{text} ({mode})" if mode else text
+
+
+def _calibrate(model: Any, plans: list[_Plan], batches: list[Any], show: bool) -> dict[int, QParams]:
+    static = [(i, p) for i, p in enumerate(plans) if p.input_spec is not None and p.rule.input_mode == "static"]
+    if not static:
+        return {}
+    cals: dict[tuple[str, str, str], Any] = {}
+    keys = {}
+    for i, p in static:
+        key = (p.site.node.input[0], repr(p.input_spec), p.rule.input_calibrator)
+        if key not in cals:
+            cals[key] = resolve_calibrator(p.rule.input_calibrator, p.input_spec)
+        keys[i] = key
+    tensors = sorted({k[0] for k in cals})
+
+    def update(_: int, values: dict[str, np.ndarray]) -> None:
+        for (name, _, _), cal in cals.items():
+            cal.update(torch.from_numpy(np.ascontiguousarray(values[name], dtype=np.float32)))
+
+    run_collect(model, tensors, batches, update, "calibrating activations (ONNX Runtime)", show)
+    return {i: cals[keys[i]].qparams() for i in keys}
+
+
+def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_qparams: dict[int, QParams],
+            opset: int) -> Any:
+    """Turn the float graph into the quantized one (in place) and return it, topologically sorted."""
+    namer = G.Namer(model)
+    dq_cache: dict[str, str] = {}
+    act_cache: dict[tuple[Any, ...], str] = {}
+    for i, p in enumerate(plans):
+        site = p.site
+        qt = weights.get(site.weight_name)
+        if p.input_spec is not None and p.rule.input_mode == "dynamic":
+            dynamic_matmul(model, site, qt, p.input_spec, namer, opset)
+            continue
+        if qt is not None:
+            if site.weight_name in dq_cache:
+                site.node.input[1] = dq_cache[site.weight_name]
+            else:
+                dq_cache[site.weight_name] = dequantized_weight(model, site, qt, namer, opset)
+        if p.input_spec is not None:
+            activation_qdq(model, site, p.input_spec, input_qparams[i], namer, act_cache)
+    drop_unused_initializers(model)
+    G.topological_sort(model)
+    return model
+
+
+def prepare(path_in: str | os.PathLike, recipe: str | Recipe) -> tuple[Any, list[_Plan], list[tuple[str, str]], int]:
+    """Load the float model, upgrade its opset as the recipe needs, and plan every site."""
+    model = G.constants_to_initializers(G.load_model(path_in))
+    recipe = get(recipe)
+    plans, kept = _plans(model, recipe)
+    need = max(_needed_opset(plans), G.opset(model))
+    if need > G.opset(model):
+        model = G.ensure_opset(model, need)
+        plans, kept = _plans(model, recipe)
+    return model, plans, kept, G.opset(model)
+
+
+def quantize_onnx(path_in: str | os.PathLike, path_out: str | os.PathLike, recipe: str | Recipe,
+                  calib: Iterable[Any] | None = None, show_progress: bool = True, analyze: bool = True,
+                  analysis_batches: int = 4) -> OnnxQuantResult:
+    """Quantize the ONNX model at ``path_in`` with ``recipe`` and write a QDQ model to ``path_out``.
+
+    ``calib``: batches for ONNX Runtime (a dict of input name to array, a list of arrays in input
+    order, or one array), needed by recipes with static activations and used for the analysis (the
+    first ``analysis_batches``). The output passes ``onnx.checker`` and is written atomically.
+    """
+    start = time.perf_counter()
+    recipe = get(recipe)
+    model, plans, kept, opset = prepare(path_in, recipe)
+    batches = None if calib is None else list(calib)
+    if batches is not None and not batches:
+        raise ValueError("the calibration data is empty; give at least one batch")
+    needs_static = any(p.input_spec is not None and p.rule.input_mode == "static" for p in plans)
+    if needs_static and batches is None:
+        raise ValueError(f"recipe {recipe.name!r} quantizes activations statically: pass calib=batches")
+    float_model = type(model)()
+    float_model.CopyFrom(model)
+    input_qparams = _calibrate(model, plans, batches, show_progress) if needs_static else {}
+    weights: dict[str, QTensor] = {}
+    with progress(len(plans), "quantizing weights", enabled=show_progress) as advance:
+        for p in plans:
+            if p.weight_spec is not None and p.site.weight_name not in weights:
+                w = p.site.torch_weight(model)
+                weights[p.site.weight_name] = quantize(w, p.weight_spec, calibrator=p.rule.weight_calibrator)
+            advance(p.site.name)
+    layers = [OnnxLayer(p.site.name, p.site.node.op_type, p.site.kind, _describe(p.weight_spec),
+                        _describe(p.input_spec, p.rule.input_mode if p.input_spec is not None else ""))
+              for p in plans]
+    for layer, p in zip(layers, plans, strict=True):
+        if p.weight_spec is not None:
+            qt = weights[p.site.weight_name]
+            layer.weight_sqnr_db = error(p.site.torch_weight(float_model), qt.dequantize(), theory=False).sqnr_db
+    site_io = [(p.site.node.input[0], p.site.node.output[0]) for p in plans]
+    quant_model = rewrite(model, plans, weights, input_qparams, opset)
+    G.save_model(quant_model, path_out)
+    seconds = time.perf_counter() - start
+    result = OnnxQuantResult(os.fspath(path_out), recipe.name, opset, layers, kept,
+                             len(G.serialize(float_model)), os.path.getsize(path_out), seconds)
+    if analyze and batches is not None:
+        result.output_sqnr_db = _analyze(float_model, quant_model, plans, site_io, input_qparams, layers,
+                                         batches[:analysis_batches], show_progress)
+    return result
+
+
+def _analyze(float_model: Any, quant_model: Any, plans: list[_Plan], site_io: list[tuple[str, str]],
+             input_qparams: dict[int, QParams], layers: list[OnnxLayer], batches: list[Any],
+             show: bool) -> dict[str, float]:
+    """Fill the layers' input/output SQNR from float vs quantized runs; returns the model outputs' SQNR."""
+    outputs = [o.name for o in float_model.graph.output]
+    names = sorted({n for io in site_io for n in io} | set(outputs))
+    float_values: list[dict[str, np.ndarray]] = []
+    inputs = [SqnrAccumulator() for _ in plans]
+
+    def keep_float(_: int, values: dict[str, np.ndarray]) -> None:
+        float_values.append({n: values[n] for n in names if n in values})
+        for i, p in enumerate(plans):
+            if p.input_spec is None:
+                continue
+            x = torch.from_numpy(np.ascontiguousarray(values[site_io[i][0]], dtype=np.float32))
+            xq = fake_quantize(x, p.input_spec, qparams=input_qparams.get(i))
+            inputs[i].add(x, xq)
+
+    run_collect(float_model, names, batches, keep_float, "analysis: float model", show)
+    out_acc = [SqnrAccumulator() for _ in plans]
+    final = {n: SqnrAccumulator() for n in outputs}
+
+    def compare(i: int, values: dict[str, np.ndarray]) -> None:
+        ref = float_values[i]
+        for k, (_, out) in enumerate(site_io):
+            if out in values and out in ref:
+                out_acc[k].add(torch.from_numpy(ref[out]), torch.from_numpy(values[out]))
+        for n in outputs:
+            final[n].add(torch.from_numpy(ref[n].astype(np.float64)), torch.from_numpy(values[n].astype(np.float64)))
+
+    run_collect(quant_model, [o for _, o in site_io], batches, compare, "analysis: quantized model", show)
+    for layer, acc_in, acc_out in zip(layers, inputs, out_acc, strict=True):
+        layer.input_sqnr_db = acc_in.sqnr_db if acc_in.n else math.nan
+        layer.output_sqnr_db = acc_out.sqnr_db if acc_out.n else math.nan
+    return {n: acc.sqnr_db for n, acc in final.items()}
