@@ -39,7 +39,9 @@ def _check_granularity(text: str, what: str) -> None:
 @dataclass(frozen=True)
 class LayerRule:
     """How one layer is quantized. ``weight_format=None`` keeps the weight float; ``input_format=None``
-    keeps the input activation float."""
+    keeps the input activation float. ``smooth_alpha`` (0..1) applies SmoothQuant before quantizing:
+    the input is divided and the weight multiplied per input channel by
+    ``s = max|x|^α / max|W|^(1−α)`` (see :mod:`quantscope.algorithms.smoothquant`)."""
 
     weight_format: Format | None = None
     weight_granularity: str = "channel"
@@ -49,6 +51,7 @@ class LayerRule:
     input_mode: str = "static"
     input_calibrator: str = "minmax"
     rounding: str = "nearest_even"
+    smooth_alpha: float | None = None
 
     def __post_init__(self) -> None:
         _check_granularity(self.weight_granularity, "weight")
@@ -58,6 +61,13 @@ class LayerRule:
         for what, name in (("weight_calibrator", self.weight_calibrator), ("input_calibrator", self.input_calibrator)):
             if name not in CALIBRATOR_NAMES:
                 raise ValueError(f"{what} must be one of {CALIBRATOR_NAMES}, got {name!r}")
+        if self.smooth_alpha is not None:
+            if not 0.0 <= float(self.smooth_alpha) <= 1.0:
+                raise ValueError(f"smooth_alpha (SmoothQuant migration strength) must be in [0, 1], "
+                                 f"got {self.smooth_alpha!r}")
+            if self.input_format is None or self.weight_format is None:
+                raise ValueError("smooth_alpha moves activation range into the weight: it needs both "
+                                 "weight_format and input_format")
         if self.weight_format is None and self.input_format is None:
             raise ValueError("a LayerRule quantizes nothing: give weight_format or input_format (to keep a layer "
                              "float, list it in the recipe's ignore patterns)")

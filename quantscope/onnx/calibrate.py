@@ -45,8 +45,8 @@ def feed(sess: Any, batch: Any, index: int = 0) -> dict[str, np.ndarray]:
         unknown = sorted(set(batch) - set(names))
         missing = [n for n in names if n not in batch]
         if unknown or missing:
-            raise ValueError(f"batch #{index} has inputs {sorted(batch)} but the model takes {names}"
-                             + (f" (unknown: {unknown})" if unknown else "") + (f" (missing: {missing})" if missing else ""))
+            extra = (f" (unknown: {unknown})" if unknown else "") + (f" (missing: {missing})" if missing else "")
+            raise ValueError(f"batch #{index} has inputs {sorted(batch)} but the model takes {names}{extra}")
         items = {n: batch[n] for n in names}
     elif isinstance(batch, Sequence) and not isinstance(batch, np.ndarray):
         if len(batch) != len(names):

@@ -109,9 +109,9 @@ def _onnx_code_type(spec: QuantSpec, opset: int) -> tuple[int, int]:
             return (T.INT16 if fmt.qmin < 0 else T.UINT16), 21
         return T.INT32, 13
     if isinstance(fmt, FloatFormat) and fmt.bits == 8:
-        if (fmt.exponent_bits, fmt.mantissa_bits) == (4, 3):
+        if (fmt.exp_bits, fmt.man_bits) == (4, 3):
             return T.FLOAT8E4M3FN, 19
-        if (fmt.exponent_bits, fmt.mantissa_bits) == (5, 2):
+        if (fmt.exp_bits, fmt.man_bits) == (5, 2):
             return T.FLOAT8E5M2, 19
     raise ValueError(f"format {fmt} has no ONNX QuantizeLinear/DequantizeLinear type (ONNX has int4/int8/int16/"
                      f"int32 and float8 E4M3FN/E5M2); use an int8, int4 or fp8 recipe for ONNX")
@@ -225,11 +225,15 @@ def drop_unused_initializers(model: Any) -> None:
 
 # ------------------------------------------------------------------------------------ activations
 def activation_qdq(model: Any, site: WeightSite, spec: QuantSpec, qparams: QParams, namer: Namer,
-                   cache: dict[tuple[Any, ...], str]) -> str:
+                   cache: dict[tuple[Any, ...], str], smooth: np.ndarray | None = None) -> str:
     """Insert ``QuantizeLinear → DequantizeLinear`` on the site's input with static ``qparams`` (one
     scale for the tensor). Asymmetric and symmetric int8 codes are written as uint8 with the zero
     point shifted by 128 (the same grid, and the u8·s8 kernels ONNX Runtime runs fastest on x86).
-    Pairs with equal parameters on the same tensor are shared."""
+    Pairs with equal parameters on the same tensor are shared.
+
+    ``smooth`` (SmoothQuant factors s, shape (C,)): the QuantizeLinear takes the per-channel scale
+    ``Δ·s_c`` along the channel axis and the DequantizeLinear the per-tensor ``Δ``, so the pair
+    computes Q(x / s) at no extra cost (the weight was multiplied by s before quantizing)."""
     from onnx import TensorProto as T
     from onnx import helper
 
@@ -252,7 +256,8 @@ def activation_qdq(model: Any, site: WeightSite, spec: QuantSpec, qparams: QPara
             raise ValueError(f"{site.name}: ONNX activations are quantized to int8/uint8 (or fp8); "
                              f"{fmt} has no saturating QuantizeLinear form")
         zp_value = None
-    key = (source, scale, int(zp_value) if zp_value is not None else None, data_type)
+    key = (source, scale, int(zp_value) if zp_value is not None else None, data_type,
+           None if smooth is None else smooth.tobytes())
     if key in cache:
         site.node.input[0] = cache[key]
         return cache[key]
@@ -260,8 +265,16 @@ def activation_qdq(model: Any, site: WeightSite, spec: QuantSpec, qparams: QPara
     q_out, dq_out = namer(source + "_quantized"), namer(source + "_dequantized")
     g = model.graph
     g.initializer.extend([_float_tensor(s_name, np.array(scale)), _zero_tensor(z_name, (), data_type, zp_value)])
+    q_scale, q_zp, q_attrs = s_name, z_name, {}
+    if smooth is not None:
+        q_scale, q_zp = namer(source + "_smoothed_scale"), namer(source + "_smoothed_zero_point")
+        zps = None if zp_value is None else np.full(smooth.shape, int(zp_value))
+        g.initializer.extend([_float_tensor(q_scale, (scale * smooth.astype(np.float64)).astype(np.float32)),
+                              _zero_tensor(q_zp, smooth.shape, data_type, zps)])
+        q_attrs = {"axis": -1 if site.kind == "Linear" else 1}
     g.node.extend([
-        helper.make_node("QuantizeLinear", [source, s_name, z_name], [q_out], name=namer(site.name + "/input_quantize")),
+        helper.make_node("QuantizeLinear", [source, q_scale, q_zp], [q_out], name=namer(site.name + "/input_quantize"),
+                         **q_attrs),
         helper.make_node("DequantizeLinear", [q_out, s_name, z_name], [dq_out],
                          name=namer(site.name + "/input_dequantize")),
     ])
@@ -270,74 +283,127 @@ def activation_qdq(model: Any, site: WeightSite, spec: QuantSpec, qparams: QPara
     return dq_out
 
 
-def dynamic_matmul(model: Any, site: WeightSite, qt: QTensor, input_spec: QuantSpec, namer: Namer,
-                   opset: int) -> None:
-    """Replace a MatMul/Gemm by per-token dynamic int8: ``s = max|x| / qmax`` per row (computed at run
-    time), ``q = round(x / s)`` as uint8 with zero point 128, ``MatMulInteger`` with the int8 weight
-    codes, then ``y = int32 · s · scale_w (+ bias)``. Weights must be symmetric int8, per channel or
-    per tensor; the input format symmetric int8 (one scale per token)."""
-    from onnx import TensorProto as T
-    from onnx import helper, numpy_helper
-
+def check_dynamic(site: WeightSite, qt: QTensor, input_spec: QuantSpec) -> None:
+    """Errors unless the site can run the per-token int8 path (see :func:`dynamic_input_codes`)."""
     from ..core.granularity import PerChannel, PerTensor, PerToken
 
     wfmt, ifmt = qt.spec.format, input_spec.format
     ok_w = isinstance(wfmt, IntFormat) and wfmt.bits == 8 and wfmt.symmetric and wfmt.qmin < 0 and isinstance(
         qt.spec.granularity, (PerChannel, PerTensor))
-    ok_i = isinstance(ifmt, IntFormat) and ifmt.bits == 8 and ifmt.symmetric and ifmt.qmin < 0 and isinstance(
-        input_spec.granularity, (PerToken, PerTensor))
+    ok_i = isinstance(ifmt, IntFormat) and ifmt.bits == 8 and (
+        (ifmt.symmetric and (ifmt.qmin, ifmt.qmax) == (-128, 127) and isinstance(input_spec.granularity,
+                                                                                (PerToken, PerTensor)))
+        or (not ifmt.symmetric and ifmt.qmax - ifmt.qmin == 255 and isinstance(input_spec.granularity, PerTensor)))
     if site.kind != "Linear" or not (ok_w and ok_i):
         raise ValueError(f"{site.name}: dynamic activation quantization in ONNX is per-token (or per-tensor) "
-                         f"symmetric int8 inputs with symmetric int8 per-channel weights of a MatMul/Gemm; got "
+                         f"symmetric int8, or per-tensor asymmetric int8/uint8 (DynamicQuantizeLinear) inputs with "
+                         f"symmetric int8 per-channel weights of a MatMul/Gemm; got "
                          f"weights {qt.spec}, inputs {input_spec} on a {site.kind}")
+
+
+def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: np.ndarray | None, namer: Namer,
+                        opset: int, cache: dict[tuple[Any, ...], tuple[str, str, str | None]]
+                        ) -> tuple[str, str, str | None]:
+    """Per-token (or per-tensor) dynamic int8 codes of tensor ``x``, computed at run time:
+    ``step = max(|x|) / 127`` per row, ``codes = round(x / step) + 128`` as uint8 (zero point 128:
+    the symmetric int8 grid, in the u8 form x86 int8 kernels run fastest). ``inv_smooth``
+    (SmoothQuant, shape (K,)) multiplies ``x`` first. An asymmetric per-tensor format uses ONNX's
+    ``DynamicQuantizeLinear`` (uint8, scale and zero point from min/max including 0), which ONNX
+    Runtime fuses with the MatMulInteger that follows. Returns (codes, step, zero point) tensor
+    names (zero point None: the constant 128); shared by every consumer of the same tensor."""
+    from onnx import TensorProto as T
+    from onnx import helper, numpy_helper
+
+    from ..core.granularity import PerToken
+
     per_token = isinstance(input_spec.granularity, PerToken)
-    node, g = site.node, model.graph
-    x = node.input[0]
-    codes, scale, _, _ = _onnx_layout(site, qt)  # codes [K, N] when transposed
-    if not site.transposed:  # Gemm with transB=1 holds [N, K]
-        codes, scale = codes.T, scale
-    base = site.name
-    nm = {k: namer(f"{base}/{k}") for k in ("abs", "amax", "step", "scaled", "rounded", "shifted", "clipped",
-                                              "codes", "acc", "accf", "rescaled", "out")}
-    w_name, ws_name = namer(site.weight_name + "_quantized"), namer(site.weight_name + "_scale")
-    c = {k: namer(f"{base}/{k}") for k in ("qmax", "tiny", "offset", "lo", "hi", "azp", "axes")}
-    qmax = float(ifmt.qmax)
+    asymmetric = not input_spec.format.symmetric
+    key = (x, per_token, asymmetric, None if inv_smooth is None else inv_smooth.tobytes())
+    if key in cache:
+        return cache[key]
+    g = model.graph
+    base = x + ("_token" if per_token else "_tensor")
+    if asymmetric:
+        source = x
+        if inv_smooth is not None:
+            inv_name, source = namer(f"{base}/inv_smooth_const"), namer(f"{base}/smoothed")
+            g.initializer.append(_float_tensor(inv_name, inv_smooth.reshape(-1)))
+            g.node.append(helper.make_node("Mul", [x, inv_name], [source], name=source))
+        outs = [namer(f"{base}/codes"), namer(f"{base}/step"), namer(f"{base}/zero_point")]
+        g.node.append(helper.make_node("DynamicQuantizeLinear", [source], outs, name=namer(f"{base}/quantize")))
+        cache[key] = (outs[0], outs[1], outs[2])
+        return cache[key]
+    nm = {k: namer(f"{base}/{k}") for k in ("smoothed", "abs", "amax", "raw_step", "step", "scaled", "rounded",
+                                              "shifted", "codes")}
+    c = {k: namer(f"{base}/{k}_const") for k in ("inv_qmax", "tiny", "offset", "axes", "inv_smooth")}
     g.initializer.extend([
-        numpy_helper.from_array(np.ascontiguousarray(codes.astype(np.int8)), w_name),
-        _float_tensor(ws_name, np.asarray(scale, dtype=np.float32).reshape(-1)),
-        _float_tensor(c["qmax"], np.array(qmax)), _float_tensor(c["tiny"], np.array(np.finfo(np.float32).tiny)),
-        _float_tensor(c["offset"], np.array(128.0)), _float_tensor(c["lo"], np.array(0.0)),
-        _float_tensor(c["hi"], np.array(255.0)), numpy_helper.from_array(np.array(128, dtype=np.uint8), c["azp"]),
+        _float_tensor(c["inv_qmax"], np.array(1.0 / input_spec.format.qmax)),
+        _float_tensor(c["tiny"], np.array(np.finfo(np.float32).tiny)), _float_tensor(c["offset"], np.array(128.0)),
         numpy_helper.from_array(np.array([-1], dtype=np.int64), c["axes"]),
     ])
+    new = []
+    source = x
+    if inv_smooth is not None:
+        g.initializer.append(_float_tensor(c["inv_smooth"], inv_smooth.reshape(-1)))
+        new.append(helper.make_node("Mul", [x, c["inv_smooth"]], [nm["smoothed"]], name=nm["smoothed"]))
+        source = nm["smoothed"]
     if not per_token:
         reduce = helper.make_node("ReduceMax", [nm["abs"]], [nm["amax"]], name=nm["amax"], keepdims=0)
     elif opset >= 18:
         reduce = helper.make_node("ReduceMax", [nm["abs"], c["axes"]], [nm["amax"]], name=nm["amax"], keepdims=1)
     else:
         reduce = helper.make_node("ReduceMax", [nm["abs"]], [nm["amax"]], name=nm["amax"], keepdims=1, axes=[-1])
-    new = [
-        helper.make_node("Abs", [x], [nm["abs"]], name=nm["abs"]),
+    new += [
+        helper.make_node("Abs", [source], [nm["abs"]], name=nm["abs"]),
         reduce,
-        helper.make_node("Div", [nm["amax"], c["qmax"]], [nm["step"] + "_raw"], name=nm["step"] + "_raw"),
-        helper.make_node("Max", [nm["step"] + "_raw", c["tiny"]], [nm["step"]], name=nm["step"]),
-        helper.make_node("Div", [x, nm["step"]], [nm["scaled"]], name=nm["scaled"]),
+        helper.make_node("Mul", [nm["amax"], c["inv_qmax"]], [nm["raw_step"]], name=nm["raw_step"]),
+        helper.make_node("Max", [nm["raw_step"], c["tiny"]], [nm["step"]], name=nm["step"]),
+        helper.make_node("Div", [source, nm["step"]], [nm["scaled"]], name=nm["scaled"]),
         helper.make_node("Round", [nm["scaled"]], [nm["rounded"]], name=nm["rounded"]),
         helper.make_node("Add", [nm["rounded"], c["offset"]], [nm["shifted"]], name=nm["shifted"]),
-        helper.make_node("Clip", [nm["shifted"], c["lo"], c["hi"]], [nm["clipped"]], name=nm["clipped"]),
-        helper.make_node("Cast", [nm["clipped"]], [nm["codes"]], name=nm["codes"], to=T.UINT8),
-        helper.make_node("MatMulInteger", [nm["codes"], w_name, c["azp"]], [nm["acc"]], name=nm["acc"]),
+        helper.make_node("Cast", [nm["shifted"]], [nm["codes"]], name=nm["codes"], to=T.UINT8),
+    ]
+    g.node.extend(new)
+    cache[key] = (nm["codes"], nm["step"], None)
+    return cache[key]
+
+
+def dynamic_matmul(model: Any, site: WeightSite, qt: QTensor, codes: str, step: str, zero_point: str | None,
+                   namer: Namer) -> None:
+    """Replace a MatMul/Gemm by ``MatMulInteger(codes, W_int8, zp) · step · scale_w (+ bias)``; the
+    input codes come from :func:`dynamic_input_codes`. With a per-tensor step the two scales are
+    multiplied first (the pattern ONNX Runtime fuses into one DynamicQuantizeMatMul kernel)."""
+    from onnx import TensorProto as T
+    from onnx import helper, numpy_helper
+
+    node, g = site.node, model.graph
+    wcodes, scale, _, _ = _onnx_layout(site, qt)  # [K, N] when the ONNX weight is transposed
+    if not site.transposed:  # Gemm with transB=1 holds [N, K]
+        wcodes = wcodes.T
+    base = site.name
+    w_name, ws_name = namer(site.weight_name + "_quantized"), namer(site.weight_name + "_scale")
+    nm = {k: namer(f"{base}/{k}") for k in ("acc", "accf", "rescaled", "out", "bias", "scales", "input_zero_point")}
+    g.initializer.extend([
+        numpy_helper.from_array(np.ascontiguousarray(wcodes.astype(np.int8)), w_name),
+        _float_tensor(ws_name, np.asarray(scale, dtype=np.float32).reshape(-1)),
+    ])
+    if zero_point is None:
+        zero_point = nm["input_zero_point"]
+        g.initializer.append(numpy_helper.from_array(np.array(128, dtype=np.uint8), zero_point))
+    new = [
+        helper.make_node("MatMulInteger", [codes, w_name, zero_point], [nm["acc"]], name=nm["acc"]),
         helper.make_node("Cast", [nm["acc"]], [nm["accf"]], name=nm["accf"], to=T.FLOAT),
-        helper.make_node("Mul", [nm["accf"], nm["step"]], [nm["rescaled"]], name=nm["rescaled"]),
     ]
     bias = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] else None
     final = node.output[0]
-    if bias is None:
-        new.append(helper.make_node("Mul", [nm["rescaled"], ws_name], [final], name=nm["out"]))
+    scaled = final if bias is None else nm["out"]
+    if zero_point != nm["input_zero_point"]:  # per-tensor step: one Mul by step·scale_w
+        new.append(helper.make_node("Mul", [step, ws_name], [nm["scales"]], name=nm["scales"]))
+        new.append(helper.make_node("Mul", [nm["accf"], nm["scales"]], [scaled], name=nm["out"]))
     else:
-        new.append(helper.make_node("Mul", [nm["rescaled"], ws_name], [nm["out"]], name=nm["out"]))
-        new.append(helper.make_node("Add", [nm["out"], bias], [final], name=namer(f"{base}/bias")))
-    index = list(g.node).index(node)
+        new.append(helper.make_node("Mul", [nm["accf"], step], [nm["rescaled"]], name=nm["rescaled"]))
+        new.append(helper.make_node("Mul", [nm["rescaled"], ws_name], [scaled], name=nm["out"]))
+    if bias is not None:
+        new.append(helper.make_node("Add", [nm["out"], bias], [final], name=nm["bias"]))
     g.node.remove(node)
-    for k, n in enumerate(new):
-        g.node.insert(index + k, n)
+    g.node.extend(new)

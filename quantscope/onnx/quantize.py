@@ -36,8 +36,17 @@ from ..nn.wrap import layer_spec_for
 from ..report.progress import progress
 from . import graph as G
 from .calibrate import run_collect
-from .qdq import WeightSite, activation_qdq, drop_unused_initializers, dequantized_weight, dynamic_matmul, \
-    find_weight_sites, required_opset
+from .qdq import (
+    WeightSite,
+    activation_qdq,
+    check_dynamic,
+    dequantized_weight,
+    drop_unused_initializers,
+    dynamic_input_codes,
+    dynamic_matmul,
+    find_weight_sites,
+    required_opset,
+)
 
 
 @dataclass
@@ -84,6 +93,28 @@ class _Plan:
     rule: LayerRule
     weight_spec: QuantSpec | None
     input_spec: QuantSpec | None
+    smooth: np.ndarray | None = None  # SmoothQuant factors s (C,), once computed
+
+    @property
+    def channel_axis(self) -> int:
+        return -1 if self.site.kind == "Linear" else 1
+
+    def weight(self, model: Any) -> torch.Tensor:
+        """The torch-layout weight to quantize (multiplied by s along its input axis when smoothed)."""
+        w = self.site.torch_weight(model)
+        if self.smooth is None:
+            return w
+        shape = [1] * w.dim()
+        shape[1] = -1
+        return w * torch.from_numpy(self.smooth).reshape(shape)
+
+    def smoothed_input(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if self.smooth is None:
+            return t
+        shape = [1] * t.dim()
+        shape[self.channel_axis] = -1
+        return t / torch.from_numpy(self.smooth).reshape(shape)
 
 
 def _plans(model: Any, recipe: Recipe) -> tuple[list[_Plan], list[tuple[str, str]]]:
@@ -143,21 +174,70 @@ def _calibrate(model: Any, plans: list[_Plan], batches: list[Any], show: bool) -
     static = [(i, p) for i, p in enumerate(plans) if p.input_spec is not None and p.rule.input_mode == "static"]
     if not static:
         return {}
-    cals: dict[tuple[str, str, str], Any] = {}
-    keys = {}
+    cals: dict[tuple[str, str, str, bool], Any] = {}
+    keys, owner = {}, {}
     for i, p in static:
-        key = (p.site.node.input[0], repr(p.input_spec), p.rule.input_calibrator)
+        key = (p.site.node.input[0], repr(p.input_spec), p.rule.input_calibrator, p.smooth is not None)
         if key not in cals:
             cals[key] = resolve_calibrator(p.rule.input_calibrator, p.input_spec)
+            owner[key] = p
         keys[i] = key
     tensors = sorted({k[0] for k in cals})
 
     def update(_: int, values: dict[str, np.ndarray]) -> None:
-        for (name, _, _), cal in cals.items():
-            cal.update(torch.from_numpy(np.ascontiguousarray(values[name], dtype=np.float32)))
+        for key, cal in cals.items():
+            cal.update(owner[key].smoothed_input(values[key[0]]))
 
     run_collect(model, tensors, batches, update, "calibrating activations (ONNX Runtime)", show)
     return {i: cals[keys[i]].qparams() for i in keys}
+
+
+def _smoothing(model: Any, plans: list[_Plan], batches: list[Any] | None, show: bool) -> None:
+    """SmoothQuant factors for the plans whose rule has ``smooth_alpha`` (one vector per input tensor,
+    shared by every layer reading it, from the activation and weight channel maxima)."""
+    smoothed = [p for p in plans if p.rule.smooth_alpha is not None]
+    if not smoothed:
+        return
+    if batches is None:
+        raise ValueError("SmoothQuant (smooth_alpha) needs activation statistics: pass calib=batches")
+    groups: dict[str, list[_Plan]] = {}
+    for p in smoothed:
+        if p.site.kind.startswith("ConvTranspose") or _group_count(p.site) > 1:
+            raise ValueError(f"{p.site.name}: SmoothQuant applies to Linear and ungrouped Conv layers; ignore this "
+                             f"layer or set smooth_alpha=None for it")
+        groups.setdefault(p.site.node.input[0], []).append(p)
+    readers = {}
+    for p in plans:
+        readers.setdefault(p.site.node.input[0], []).append(p)
+    for tensor, members in groups.items():
+        if len(members) != len(readers[tensor]) or len({m.rule.smooth_alpha for m in members}) != 1:
+            names = ", ".join(m.site.name for m in readers[tensor])
+            raise ValueError(f"layers reading {tensor!r} ({names}) must share one smooth_alpha: the input is divided "
+                             f"once for all of them")
+    act: dict[str, torch.Tensor] = {}
+
+    def update(_: int, values: dict[str, np.ndarray]) -> None:
+        for tensor, members in groups.items():
+            from ..algorithms.smoothquant import channel_absmax
+
+            m = channel_absmax(torch.from_numpy(values[tensor]), members[0].channel_axis)
+            act[tensor] = m if tensor not in act else torch.maximum(act[tensor], m)
+
+    run_collect(model, sorted(groups), batches, update, "SmoothQuant statistics (ONNX Runtime)", show)
+    from ..algorithms.smoothquant import channel_absmax, smoothing_scales
+
+    for tensor, members in groups.items():
+        w = torch.stack([channel_absmax(m.site.torch_weight(model), 1) for m in members]).amax(dim=0)
+        s = smoothing_scales(act[tensor], w, float(members[0].rule.smooth_alpha)).numpy()
+        for m in members:
+            m.smooth = s
+
+
+def _group_count(site: WeightSite) -> int:
+    for a in site.node.attribute:
+        if a.name == "group":
+            return int(a.i)
+    return 1
 
 
 def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_qparams: dict[int, QParams],
@@ -165,12 +245,17 @@ def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_q
     """Turn the float graph into the quantized one (in place) and return it, topologically sorted."""
     namer = G.Namer(model)
     dq_cache: dict[str, str] = {}
-    act_cache: dict[tuple[Any, ...], str] = {}
+    act_cache: dict[tuple[Any, ...], Any] = {}
+    dyn_cache: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
     for i, p in enumerate(plans):
         site = p.site
         qt = weights.get(site.weight_name)
         if p.input_spec is not None and p.rule.input_mode == "dynamic":
-            dynamic_matmul(model, site, qt, p.input_spec, namer, opset)
+            check_dynamic(site, qt, p.input_spec)
+            inv = None if p.smooth is None else (1.0 / p.smooth).astype(np.float32)
+            codes, step, zp = dynamic_input_codes(model, site.node.input[0], p.input_spec, inv, namer, opset,
+                                                  dyn_cache)
+            dynamic_matmul(model, site, qt, codes, step, zp, namer)
             continue
         if qt is not None:
             if site.weight_name in dq_cache:
@@ -178,7 +263,7 @@ def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_q
             else:
                 dq_cache[site.weight_name] = dequantized_weight(model, site, qt, namer, opset)
         if p.input_spec is not None:
-            activation_qdq(model, site, p.input_spec, input_qparams[i], namer, act_cache)
+            activation_qdq(model, site, p.input_spec, input_qparams[i], namer, act_cache, p.smooth)
     drop_unused_initializers(model)
     G.topological_sort(model)
     return model
@@ -216,13 +301,14 @@ def quantize_onnx(path_in: str | os.PathLike, path_out: str | os.PathLike, recip
         raise ValueError(f"recipe {recipe.name!r} quantizes activations statically: pass calib=batches")
     float_model = type(model)()
     float_model.CopyFrom(model)
+    _smoothing(model, plans, batches, show_progress)
     input_qparams = _calibrate(model, plans, batches, show_progress) if needs_static else {}
     weights: dict[str, QTensor] = {}
     with progress(len(plans), "quantizing weights", enabled=show_progress) as advance:
         for p in plans:
             if p.weight_spec is not None and p.site.weight_name not in weights:
-                w = p.site.torch_weight(model)
-                weights[p.site.weight_name] = quantize(w, p.weight_spec, calibrator=p.rule.weight_calibrator)
+                weights[p.site.weight_name] = quantize(p.weight(model), p.weight_spec,
+                                                       calibrator=p.rule.weight_calibrator)
             advance(p.site.name)
     layers = [OnnxLayer(p.site.name, p.site.node.op_type, p.site.kind, _describe(p.weight_spec),
                         _describe(p.input_spec, p.rule.input_mode if p.input_spec is not None else ""))
@@ -230,7 +316,7 @@ def quantize_onnx(path_in: str | os.PathLike, path_out: str | os.PathLike, recip
     for layer, p in zip(layers, plans, strict=True):
         if p.weight_spec is not None:
             qt = weights[p.site.weight_name]
-            layer.weight_sqnr_db = error(p.site.torch_weight(float_model), qt.dequantize(), theory=False).sqnr_db
+            layer.weight_sqnr_db = error(p.weight(float_model), qt.dequantize(), theory=False).sqnr_db
     site_io = [(p.site.node.input[0], p.site.node.output[0]) for p in plans]
     quant_model = rewrite(model, plans, weights, input_qparams, opset)
     G.save_model(quant_model, path_out)
@@ -257,7 +343,7 @@ def _analyze(float_model: Any, quant_model: Any, plans: list[_Plan], site_io: li
         for i, p in enumerate(plans):
             if p.input_spec is None:
                 continue
-            x = torch.from_numpy(np.ascontiguousarray(values[site_io[i][0]], dtype=np.float32))
+            x = p.smoothed_input(values[site_io[i][0]])
             xq = fake_quantize(x, p.input_spec, qparams=input_qparams.get(i))
             inputs[i].add(x, xq)
 
