@@ -36,3 +36,36 @@ def smoothing_scales(act_absmax: torch.Tensor, weight_absmax: torch.Tensor, alph
     s = a.clamp_min(1e-12) ** alpha / w.clamp_min(1e-12) ** (1.0 - alpha)
     s = torch.where((a > 0) & (w > 0) & torch.isfinite(s), s, torch.ones_like(s))
     return s.clamp(1e-5, 1e5)
+
+
+DEFAULT_ALPHAS = tuple(round(0.3 + 0.05 * i, 2) for i in range(13))  # 0.30, 0.35, ..., 0.90
+
+
+def search_alpha(x: torch.Tensor, weights: list[torch.Tensor], input_spec: object, weight_spec: object,
+                 act_absmax: torch.Tensor, alphas: tuple[float, ...] = DEFAULT_ALPHAS) -> tuple[float, torch.Tensor]:
+    """The α (and its factors s) that minimise the output error of the Linear layers reading ``x``.
+
+    ``x``: a sample of the input, shape (rows, C) (channels last); ``weights``: each layer's (out, C)
+    weight; ``input_spec`` / ``weight_spec``: how they are quantized (a dynamic input spec is applied
+    per call; a static one gets min-max parameters from the smoothed sample). The error is
+    Σ_layers ‖x·Wᵀ − Q(x/s)·Q(W·s)ᵀ‖², the quantity SmoothQuant trades between the two operands.
+    """
+    from ..core.ops import fake_quantize
+
+    if x.dim() != 2 or not weights or any(w.dim() != 2 or w.shape[1] != x.shape[1] for w in weights):
+        raise ValueError("search_alpha takes x of shape (rows, C) and Linear weights of shape (out, C)")
+    x = x.float()
+    refs = [x @ w.float().t() for w in weights]
+    w_absmax = torch.stack([w.abs().amax(dim=0) for w in weights]).amax(dim=0)
+    best: tuple[float, float, torch.Tensor] | None = None
+    for alpha in alphas:
+        s = smoothing_scales(act_absmax, w_absmax, alpha)
+        xq = fake_quantize(x / s, input_spec)
+        err = 0.0
+        for w, ref in zip(weights, refs, strict=True):
+            wq = fake_quantize(w.float() * s, weight_spec)
+            err += float(((xq @ wq.t()) - ref).double().pow(2).sum())
+        if best is None or err < best[0]:
+            best = (err, alpha, s)
+    assert best is not None
+    return best[1], best[2]

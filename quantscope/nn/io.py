@@ -70,6 +70,8 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> int:
             for k, v in q.packed().items():
                 tensors[f"quant.{name}.weight.{k}"] = v.contiguous()
             entry.update(weight_spec=q.spec.to_dict(), weight_shape=list(q.shape), weight_dtype=str(q.dtype))
+        if mod.input_smoothing is not None:
+            tensors[f"quant.{name}.input.smoothing"] = mod.input_smoothing.float().contiguous()
         if mod.input_qparams is not None:
             tensors[f"quant.{name}.input.scale"] = mod.input_qparams.scale.float().contiguous()
             if mod.input_qparams.zero_point is not None:
@@ -171,7 +173,8 @@ def load_model(path: str | os.PathLike, model: nn.Module) -> nn.Module:
         qparams = None
         if f"quant.{name}.input.scale" in tensors:
             qparams = QParams(tensors[f"quant.{name}.input.scale"], tensors.get(f"quant.{name}.input.zero_point"))
-        _set_module(model, name, QuantizedModule(module, name, weight_q, input_spec, entry["input_mode"], qparams))
+        _set_module(model, name, QuantizedModule(module, name, weight_q, input_spec, entry["input_mode"], qparams,
+                                                 tensors.get(f"quant.{name}.input.smoothing")))
     if meta.get("recipe"):
         from .quantize_model import apply_matmul_rules
 

@@ -131,10 +131,13 @@ def quantize_model(model: nn.Module, recipe: str | Recipe, calib: Iterable[Any] 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     recipe = get(recipe)
+    if calib is not None and not hasattr(calib, "__len__"):
+        calib = list(calib)  # SmoothQuant statistics and calibration each take a pass
     qmodel = model if inplace else copy.deepcopy(model)
     layers = select_layers(qmodel, recipe)
     specs = {name: input_spec_for(module, rule) for name, module, rule in layers}
     static = [(n, m, r) for n, m, r in layers if specs[n] is not None and r.input_mode == "static"]
+    smoothing = _smoothing_factors(qmodel, layers, calib, show_progress)
     in_qparams: dict[str, QParams] = {}
     if static:
         if calib is None:
@@ -142,7 +145,12 @@ def quantize_model(model: nn.Module, recipe: str | Recipe, calib: Iterable[Any] 
         cals = {n: resolve_calibrator(r.input_calibrator, specs[n]) for n, _, r in static}
         def observe(name: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
             def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-                cals[name].update(args[0].detach())  # returns nothing: the input passes unchanged
+                x = args[0].detach()
+                if name in smoothing:
+                    shape = [1] * x.dim()
+                    shape[-1 if isinstance(module, nn.Linear) else 1] = -1
+                    x = x / smoothing[name].reshape(shape)
+                cals[name].update(x)  # returns nothing: the input passes unchanged
 
             return hook
 
@@ -161,13 +169,69 @@ def quantize_model(model: nn.Module, recipe: str | Recipe, calib: Iterable[Any] 
             weight_q = None
             if rule.weight_format is not None:
                 spec = layer_spec(module, rule.weight_format, rule.weight_granularity, "weight", rule.rounding)
-                weight_q = quantize(module.weight.detach(), spec, calibrator=rule.weight_calibrator)
-            wrapped = QuantizedModule(module, name, weight_q, specs[name], rule.input_mode, in_qparams.get(name))
+                w = module.weight.detach()
+                if name in smoothing:
+                    shape = [1] * w.dim()
+                    shape[1] = -1
+                    w = w * smoothing[name].reshape(shape).to(w.dtype)
+                weight_q = quantize(w, spec, calibrator=rule.weight_calibrator)
+            wrapped = QuantizedModule(module, name, weight_q, specs[name], rule.input_mode, in_qparams.get(name),
+                                      smoothing.get(name))
             qmodel = _set_module(qmodel, name, wrapped)
             advance(name)
     apply_matmul_rules(qmodel, recipe)
     qmodel.quantscope_recipe = recipe
     return qmodel
+
+
+def _smoothing_factors(model: nn.Module, layers: list[tuple[str, nn.Module, LayerRule]], calib: Iterable[Any] | None,
+                       show_progress: bool) -> dict[str, torch.Tensor]:
+    """SmoothQuant factors s (per input channel) of the layers whose rule sets ``smooth_alpha``, from
+    one pass over the calibration batches (max |x| per channel) and the weight's max |W| per input."""
+    from ..algorithms.smoothquant import channel_absmax, search_alpha, smoothing_scales
+
+    smoothed = [(n, m, r) for n, m, r in layers
+                if r.smooth_alpha is not None and not isinstance(m, nn.Embedding)]  # embedding inputs are ids
+    if not smoothed:
+        return {}
+    for n, m, r in smoothed:
+        if not isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or getattr(m, "groups", 1) != 1:
+            raise ValueError(f"{n}: SmoothQuant applies to Linear and ungrouped Conv layers; set smooth_alpha=None "
+                             f"for it (or ignore it)")
+        if r.smooth_alpha == "auto" and not isinstance(m, nn.Linear):
+            raise ValueError(f"{n}: smooth_alpha='auto' searches Linear layers only; give a number for convolutions")
+    if calib is None:
+        raise ValueError("SmoothQuant (smooth_alpha) needs activation statistics: pass calib=batches")
+    act: dict[str, torch.Tensor] = {}
+    sample: dict[str, list[torch.Tensor]] = {}
+    rows = 4096
+
+    def observe(name: str, auto: bool) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            m = channel_absmax(args[0], -1 if isinstance(module, nn.Linear) else 1)
+            act[name] = m if name not in act else torch.maximum(act[name], m)
+            if auto and sum(len(t) for t in sample.get(name, [])) < rows:
+                sample.setdefault(name, []).append(args[0].detach().reshape(-1, args[0].shape[-1])[:rows].float())
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(observe(n, r.smooth_alpha == "auto")) for n, m, r in smoothed]
+    try:
+        run_batches(model, calib, "SmoothQuant statistics", show_progress)
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
+    for n, m, r in smoothed:
+        if n not in act:
+            raise ValueError(f"layer {n} never ran during calibration; check that the batches exercise it")
+        if r.smooth_alpha == "auto":
+            wspec = layer_spec(m, r.weight_format, r.weight_granularity, "weight", r.rounding)
+            _, out[n] = search_alpha(torch.cat(sample[n])[:rows], [m.weight.detach()], input_spec_for(m, r), wspec,
+                                     act[n])
+        else:
+            out[n] = smoothing_scales(act[n], channel_absmax(m.weight, 1), float(r.smooth_alpha))
+    return out
 
 
 def apply_matmul_rules(model: nn.Module, recipe: Recipe) -> None:

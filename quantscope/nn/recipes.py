@@ -41,7 +41,8 @@ class LayerRule:
     """How one layer is quantized. ``weight_format=None`` keeps the weight float; ``input_format=None``
     keeps the input activation float. ``smooth_alpha`` (0..1) applies SmoothQuant before quantizing:
     the input is divided and the weight multiplied per input channel by
-    ``s = max|x|^α / max|W|^(1−α)`` (see :mod:`quantscope.algorithms.smoothquant`)."""
+    ``s = max|x|^α / max|W|^(1−α)`` (see :mod:`quantscope.algorithms.smoothquant`); ``"auto"``
+    picks α per layer (Linear only) by the output error on the calibration data."""
 
     weight_format: Format | None = None
     weight_granularity: str = "channel"
@@ -51,7 +52,7 @@ class LayerRule:
     input_mode: str = "static"
     input_calibrator: str = "minmax"
     rounding: str = "nearest_even"
-    smooth_alpha: float | None = None
+    smooth_alpha: float | str | None = None
 
     def __post_init__(self) -> None:
         _check_granularity(self.weight_granularity, "weight")
@@ -62,9 +63,12 @@ class LayerRule:
             if name not in CALIBRATOR_NAMES:
                 raise ValueError(f"{what} must be one of {CALIBRATOR_NAMES}, got {name!r}")
         if self.smooth_alpha is not None:
-            if not 0.0 <= float(self.smooth_alpha) <= 1.0:
-                raise ValueError(f"smooth_alpha (SmoothQuant migration strength) must be in [0, 1], "
-                                 f"got {self.smooth_alpha!r}")
+            ok = self.smooth_alpha == "auto" or (isinstance(self.smooth_alpha, (int, float))
+                                                 and not isinstance(self.smooth_alpha, bool)
+                                                 and 0.0 <= float(self.smooth_alpha) <= 1.0)
+            if not ok:
+                raise ValueError(f"smooth_alpha (SmoothQuant migration strength) must be a number in [0, 1] or "
+                                 f"'auto' (searched per layer), got {self.smooth_alpha!r}")
             if self.input_format is None or self.weight_format is None:
                 raise ValueError("smooth_alpha moves activation range into the weight: it needs both "
                                  "weight_format and input_format")
@@ -218,6 +222,16 @@ def _builtin() -> dict[str, Recipe]:
                                               input_mode="dynamic"),
                matmuls=(MatmulRule("*attention.self", int8(), "token"),),
                description="w8a8-dynamic plus int8 attention matmuls (Q·Kᵀ and P·V, per-token scales)"),
+        Recipe("w8a8-smooth-dynamic", LayerRule(**w8, input_format=int8(), input_granularity="token",
+                                                input_mode="dynamic", smooth_alpha=0.7),
+               description="SmoothQuant (alpha 0.7), int8 per-channel weights, int8 per-token dynamic activations"),
+        Recipe("w8a8-hybrid", LayerRule(**w8, input_format=int8(symmetric=False), input_granularity="tensor",
+                                        input_mode="dynamic", smooth_alpha=0.7),
+               overrides=(("*.output.dense", LayerRule(**w8, input_format=int8(), input_granularity="token",
+                                                       input_mode="dynamic", smooth_alpha=0.7)),),
+               description="BERT-style encoders, for ONNX Runtime speed: SmoothQuant (alpha 0.7), int8 per-channel "
+                           "weights; per-tensor dynamic int8 inputs (one fused kernel) where the input is a "
+                           "LayerNorm output, per-token int8 on the output projections (*.output.dense)"),
         Recipe("w8", LayerRule(**w8), description="weight-only int8, per output channel"),
         Recipe("w4g128", LayerRule(weight_format=int4(), weight_granularity="group:128", weight_calibrator="mse"),
                description="weight-only int4, one scale per 128 inputs (MSE-calibrated)"),

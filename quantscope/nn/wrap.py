@@ -115,11 +115,14 @@ class QuantizedModule(nn.Module):
     """``module`` with a quantized weight and (optionally) a quantized input.
 
     Attributes: ``weight_q`` (QTensor or None), ``input_spec`` (QuantSpec or None), ``input_mode``
-    ('static' with fixed ``input_qparams``, or 'dynamic'), ``layer_name``.
+    ('static' with fixed ``input_qparams``, or 'dynamic'), ``layer_name``, ``input_smoothing``
+    (SmoothQuant factors s, one per input channel, or None: the input is divided by s before it is
+    quantized, and ``weight_q`` holds the quantized W·s, so the product is unchanged in real arithmetic).
     """
 
     def __init__(self, module: nn.Module, layer_name: str, weight_q: QTensor | None, input_spec: QuantSpec | None,
-                 input_mode: str = "static", input_qparams: QParams | None = None) -> None:
+                 input_mode: str = "static", input_qparams: QParams | None = None,
+                 input_smoothing: torch.Tensor | None = None) -> None:
         super().__init__()
         if input_spec is not None and input_mode == "static" and input_qparams is None:
             raise ValueError(f"{layer_name}: a static input quantizer needs calibrated parameters")
@@ -130,12 +133,23 @@ class QuantizedModule(nn.Module):
         self.input_mode = input_mode
         self.input_qparams = input_qparams
         self.input_observer: Any = None  # analysis hook: called with (x, x_quantized)
+        self.input_smoothing = None if input_smoothing is None else input_smoothing.detach().float()
         if weight_q is not None:
             with torch.no_grad():
                 w = module.weight
                 module.weight.data = weight_q.dequantize().to(dtype=w.dtype, device=w.device)
 
+    def smooth(self, x: torch.Tensor) -> torch.Tensor:
+        """``x / s`` along the input-channel axis (last for Linear, 1 for convolutions)."""
+        s = self.input_smoothing
+        if s is None or not x.is_floating_point():
+            return x
+        shape = [1] * x.dim()
+        shape[-1 if isinstance(self.inner, nn.Linear) else 1] = -1
+        return x / s.to(device=x.device, dtype=x.dtype).reshape(shape)
+
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.smooth(x)
         if self.input_spec is None or not x.is_floating_point():
             return x
         if self.input_mode == "static":
@@ -151,4 +165,5 @@ class QuantizedModule(nn.Module):
     def extra_repr(self) -> str:
         w = "float" if self.weight_q is None else str(self.weight_q.spec)
         a = "float" if self.input_spec is None else f"{self.input_spec} ({self.input_mode})"
-        return f"weight={w}, input={a}"
+        smooth = "" if self.input_smoothing is None else ", smoothed"
+        return f"weight={w}, input={a}{smooth}"

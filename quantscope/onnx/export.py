@@ -160,6 +160,8 @@ def _plans_from_model(onnx_model: Any, model: nn.Module) -> tuple[list[_Plan], d
                          input_format=None if wrapper.input_spec is None else wrapper.input_spec.format,
                          input_mode=wrapper.input_mode)
         plan = _Plan(site, rule, None if wq is None else wq.spec, wrapper.input_spec)
+        if wrapper.input_smoothing is not None:
+            plan.smooth = wrapper.input_smoothing.cpu().numpy().astype(np.float32)
         if wq is not None:
             weights[site.weight_name] = wq
         if wrapper.input_spec is not None and wrapper.input_mode == "static":

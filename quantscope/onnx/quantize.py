@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..algorithms.smoothquant import channel_absmax, search_alpha, smoothing_scales
 from ..calibrate import resolve_calibrator
 from ..core.formats import FloatFormat
 from ..core.ops import fake_quantize, quantize
@@ -47,6 +48,8 @@ from .qdq import (
     find_weight_sites,
     required_opset,
 )
+
+SAMPLE_ROWS = 4096  # activation rows kept per tensor for smooth_alpha='auto'
 
 
 @dataclass
@@ -214,23 +217,33 @@ def _smoothing(model: Any, plans: list[_Plan], batches: list[Any] | None, show: 
             names = ", ".join(m.site.name for m in readers[tensor])
             raise ValueError(f"layers reading {tensor!r} ({names}) must share one smooth_alpha: the input is divided "
                              f"once for all of them")
+    for members in groups.values():
+        if members[0].rule.smooth_alpha == "auto" and members[0].site.kind != "Linear":
+            raise ValueError(f"{members[0].site.name}: smooth_alpha='auto' searches Linear layers only; give a "
+                             f"number for convolutions")
     act: dict[str, torch.Tensor] = {}
+    sample: dict[str, list[torch.Tensor]] = {}
 
     def update(_: int, values: dict[str, np.ndarray]) -> None:
         for tensor, members in groups.items():
-            from ..algorithms.smoothquant import channel_absmax
-
-            m = channel_absmax(torch.from_numpy(values[tensor]), members[0].channel_axis)
+            x = torch.from_numpy(values[tensor])
+            m = channel_absmax(x, members[0].channel_axis)
             act[tensor] = m if tensor not in act else torch.maximum(act[tensor], m)
+            if members[0].rule.smooth_alpha == "auto" and sum(len(r) for r in sample.get(tensor, [])) < SAMPLE_ROWS:
+                sample.setdefault(tensor, []).append(x.reshape(-1, x.shape[-1])[:SAMPLE_ROWS].float())
 
     run_collect(model, sorted(groups), batches, update, "SmoothQuant statistics (ONNX Runtime)", show)
-    from ..algorithms.smoothquant import channel_absmax, smoothing_scales
-
     for tensor, members in groups.items():
-        w = torch.stack([channel_absmax(m.site.torch_weight(model), 1) for m in members]).amax(dim=0)
-        s = smoothing_scales(act[tensor], w, float(members[0].rule.smooth_alpha)).numpy()
+        weights = [m.site.torch_weight(model) for m in members]
+        alpha = members[0].rule.smooth_alpha
+        if alpha == "auto":
+            _, s_t = search_alpha(torch.cat(sample[tensor])[:SAMPLE_ROWS], weights, members[0].input_spec,
+                                  members[0].weight_spec, act[tensor])
+        else:
+            w = torch.stack([channel_absmax(w, 1) for w in weights]).amax(dim=0)
+            s_t = smoothing_scales(act[tensor], w, float(alpha))
         for m in members:
-            m.smooth = s
+            m.smooth = s_t.numpy().astype(np.float32)
 
 
 def _group_count(site: WeightSite) -> int:
