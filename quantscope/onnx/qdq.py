@@ -302,15 +302,16 @@ def check_dynamic(site: WeightSite, qt: QTensor, input_spec: QuantSpec) -> None:
 
 
 def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: np.ndarray | None, namer: Namer,
-                        opset: int, cache: dict[tuple[Any, ...], tuple[str, str, str | None]]
+                        opset: int, cache: dict[tuple[Any, ...], tuple[str, str, str | None]], channels: int = 0
                         ) -> tuple[str, str, str | None]:
     """Per-token (or per-tensor) dynamic int8 codes of tensor ``x``, computed at run time:
     ``step = max(|x|) / 127`` per row, ``codes = round(x / step) + 128`` as uint8 (zero point 128:
     the symmetric int8 grid, in the u8 form x86 int8 kernels run fastest). ``inv_smooth``
     (SmoothQuant, shape (K,)) multiplies ``x`` first. An asymmetric per-tensor format uses ONNX's
     ``DynamicQuantizeLinear`` (uint8, scale and zero point from min/max including 0), which ONNX
-    Runtime fuses with the MatMulInteger that follows. Returns (codes, step, zero point) tensor
-    names (zero point None: the constant 128); shared by every consumer of the same tensor."""
+    Runtime fuses with the MatMulInteger that follows. From opset 21 the per-token codes come from
+    one blocked ``QuantizeLinear`` (block = the ``channels`` of a row). Returns (codes, step, zero
+    point) tensor names (zero point None: the constant 128); shared by every consumer of the tensor."""
     from onnx import TensorProto as T
     from onnx import helper, numpy_helper
 
@@ -358,6 +359,20 @@ def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: n
         reduce,
         helper.make_node("Mul", [nm["amax"], c["inv_qmax"]], [nm["raw_step"]], name=nm["raw_step"]),
         helper.make_node("Max", [nm["raw_step"], c["tiny"]], [nm["step"]], name=nm["step"]),
+    ]
+    if per_token and opset >= 21 and channels > 0:  # one fused kernel: round(x / step) + 128, saturated
+        zp1, shape, zps = namer(f"{base}/zero_point_const"), namer(f"{base}/step_shape"), namer(f"{base}/zero_points")
+        g.initializer.append(numpy_helper.from_array(np.array([128], dtype=np.uint8), zp1))
+        new += [
+            helper.make_node("Shape", [nm["step"]], [shape], name=shape),
+            helper.make_node("Expand", [zp1, shape], [zps], name=zps),
+            helper.make_node("QuantizeLinear", [source, nm["step"], zps], [nm["codes"]], name=nm["codes"], axis=-1,
+                             block_size=channels),
+        ]
+        g.node.extend(new)
+        cache[key] = (nm["codes"], nm["step"], None)
+        return cache[key]
+    new += [
         helper.make_node("Div", [source, nm["step"]], [nm["scaled"]], name=nm["scaled"]),
         helper.make_node("Round", [nm["scaled"]], [nm["rounded"]], name=nm["rounded"]),
         helper.make_node("Add", [nm["rounded"], c["offset"]], [nm["shifted"]], name=nm["shifted"]),

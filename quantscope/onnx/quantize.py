@@ -27,6 +27,7 @@ import torch
 from ..algorithms.smoothquant import channel_absmax, search_alpha, smoothing_scales
 from ..calibrate import resolve_calibrator
 from ..core.formats import FloatFormat
+from ..core.granularity import PerToken
 from ..core.ops import fake_quantize, quantize
 from ..core.qtensor import QTensor
 from ..core.spec import QParams, QuantSpec
@@ -163,6 +164,9 @@ def _needed_opset(plans: list[_Plan]) -> int:
             need = max(need, required_opset(p.weight_spec))
         if p.input_spec is not None and isinstance(p.input_spec.format, FloatFormat):
             need = max(need, 19)
+        if p.input_spec is not None and p.rule.input_mode == "dynamic" and isinstance(p.input_spec.granularity,
+                                                                                       PerToken):
+            need = max(need, 21)  # per-token codes with one blocked QuantizeLinear
     return need
 
 
@@ -256,6 +260,12 @@ def _group_count(site: WeightSite) -> int:
 def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_qparams: dict[int, QParams],
             opset: int) -> Any:
     """Turn the float graph into the quantized one (in place) and return it, topologically sorted."""
+    from .speed import annotate_layers
+
+    annotate_layers(model, [{"name": p.site.name, "op": p.site.node.op_type, "output": p.site.node.output[0],
+                             "weight": _describe(p.weight_spec),
+                             "input": _describe(p.input_spec, p.rule.input_mode if p.input_spec is not None else ""),
+                             "smoothed": p.smooth is not None} for p in plans])
     namer = G.Namer(model)
     dq_cache: dict[str, str] = {}
     act_cache: dict[tuple[Any, ...], Any] = {}
@@ -267,7 +277,7 @@ def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_q
             check_dynamic(site, qt, p.input_spec)
             inv = None if p.smooth is None else (1.0 / p.smooth).astype(np.float32)
             codes, step, zp = dynamic_input_codes(model, site.node.input[0], p.input_spec, inv, namer, opset,
-                                                  dyn_cache)
+                                                  dyn_cache, site.channels)
             dynamic_matmul(model, site, qt, codes, step, zp, namer)
             continue
         if qt is not None:
