@@ -78,3 +78,41 @@ def text_batches(tokenizer: Any, sentences: list[str], batch_size: int = 16) -> 
     """Tokenized batches (dicts of tensors, padded), ready for ``model(**batch)``."""
     return [tokenizer(sentences[i:i + batch_size], padding=True, truncation=True, max_length=128,
                       return_tensors="pt") for i in range(0, len(sentences), batch_size)]
+
+
+def onnx_batches(tokenizer: Any, sentences: list[str], batch_size: int = 16) -> list[dict[str, Any]]:
+    """Tokenized batches as ONNX Runtime inputs: {input_ids, token_type_ids, attention_mask} int64 arrays."""
+    import numpy as np
+
+    out = []
+    for i in range(0, len(sentences), batch_size):
+        b = tokenizer(sentences[i:i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="np")
+        out.append({k: np.asarray(v, dtype=np.int64) for k, v in b.items()})
+    return out
+
+
+def export_minilm_onnx(path: str, model: torch.nn.Module | None = None, tokenizer: Any = None) -> str:
+    """Write MiniLM (float, or a quantized copy passed as ``model``) to ``path`` as ONNX, inputs
+    input_ids / token_type_ids / attention_mask with dynamic batch and sequence; returns the path."""
+    from ..onnx.export import export_onnx
+
+    if model is None or tokenizer is None:
+        base, tok = load_minilm()
+        model, tokenizer = model or base, tokenizer or tok
+    example = dict(tokenizer(SENTENCES[:2], padding=True, return_tensors="pt"))
+    export_onnx(model, example, path)
+    return path
+
+
+def onnx_embed(session: Any, tokenizer: Any, sentences: list[str], batch_size: int = 16) -> Any:
+    """Sentence embeddings (masked mean pooling, L2-normalized; numpy (N, 384)) from an ORT session."""
+    import numpy as np
+
+    out = []
+    for batch in onnx_batches(tokenizer, sentences, batch_size):
+        names = [i.name for i in session.get_inputs()]
+        hidden = session.run(None, {k: batch[k] for k in names})[0]
+        mask = batch["attention_mask"][..., None].astype(np.float32)
+        pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+        out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+    return np.concatenate(out)
