@@ -145,7 +145,7 @@ def name_layers(onnx_model: Any, model: nn.Module) -> dict[str, str]:
     return mapping
 
 
-def _plans_from_model(onnx_model: Any, model: nn.Module) -> tuple[list[_Plan], dict[str, Any], dict[int, Any]]:
+def _plans_from_model(onnx_model: Any, model: nn.Module) -> tuple[list[_Plan], dict[str, Any], dict[str, Any]]:
     sites = {s.name: s for s in find_weight_sites(onnx_model)}
     plans, weights, input_qparams = [], {}, {}
     for name, wrapper in quantized_layers(model):
@@ -165,7 +165,7 @@ def _plans_from_model(onnx_model: Any, model: nn.Module) -> tuple[list[_Plan], d
         if wq is not None:
             weights[site.weight_name] = wq
         if wrapper.input_spec is not None and wrapper.input_mode == "static":
-            input_qparams[len(plans)] = wrapper.input_qparams
+            input_qparams[site.name] = wrapper.input_qparams
         plans.append(plan)
     return plans, weights, input_qparams
 

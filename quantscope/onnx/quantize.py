@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -37,7 +38,7 @@ from ..nn.recipes import LayerRule, Recipe, get, pattern_matches
 from ..nn.wrap import layer_spec_for
 from ..report.progress import progress
 from . import graph as G
-from .calibrate import run_collect
+from .calibrate import feed, run_collect, session
 from .qdq import (
     WeightSite,
     activation_qdq,
@@ -65,6 +66,7 @@ class OnnxLayer:
     weight_sqnr_db: float = math.nan
     input_sqnr_db: float = math.nan
     output_sqnr_db: float = math.nan
+    sensitivity_db: float = math.nan
 
 
 @dataclass
@@ -88,7 +90,13 @@ class OnnxQuantResult:
     def rows(self) -> list[dict[str, Any]]:
         return [{"layer": x.name, "op": x.op, "weight": x.weight, "input": x.input,
                  "weight SQNR dB": x.weight_sqnr_db, "input SQNR dB": x.input_sqnr_db,
-                 "output SQNR dB": x.output_sqnr_db} for x in self.layers]
+                 "output SQNR dB": x.output_sqnr_db, "alone: model SQNR dB": x.sensitivity_db} for x in self.layers]
+
+    def ranked(self) -> list[OnnxLayer]:
+        """Layers from most to least harmful (lowest model-output SQNR when quantized alone; else
+        lowest accumulated output SQNR)."""
+        key = "sensitivity_db" if any(not math.isnan(x.sensitivity_db) for x in self.layers) else "output_sqnr_db"
+        return sorted(self.layers, key=lambda x: (math.isnan(getattr(x, key)), getattr(x, key)))
 
 
 @dataclass
@@ -171,13 +179,14 @@ def _needed_opset(plans: list[_Plan]) -> int:
 
 
 def _describe(spec: QuantSpec | None, mode: str = "") -> str:
+    """Short text for a spec: ``int8-asym per_tensor (static)``."""
     if spec is None:
         return "float"
-    text = f"{spec.format} {spec.granularity}"
+    text = " ".join(str(spec).split()[:2])
     return f"{text} ({mode})" if mode else text
 
 
-def _calibrate(model: Any, plans: list[_Plan], batches: list[Any], show: bool) -> dict[int, QParams]:
+def _calibrate(model: Any, plans: list[_Plan], batches: list[Any], show: bool) -> dict[str, QParams]:
     static = [(i, p) for i, p in enumerate(plans) if p.input_spec is not None and p.rule.input_mode == "static"]
     if not static:
         return {}
@@ -196,7 +205,7 @@ def _calibrate(model: Any, plans: list[_Plan], batches: list[Any], show: bool) -
             cal.update(owner[key].smoothed_input(values[key[0]]))
 
     run_collect(model, tensors, batches, update, "calibrating activations (ONNX Runtime)", show)
-    return {i: cals[keys[i]].qparams() for i in keys}
+    return {plans[i].site.name: cals[keys[i]].qparams() for i in keys}
 
 
 def _smoothing(model: Any, plans: list[_Plan], batches: list[Any] | None, show: bool) -> None:
@@ -257,9 +266,10 @@ def _group_count(site: WeightSite) -> int:
     return 1
 
 
-def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_qparams: dict[int, QParams],
+def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_qparams: dict[str, QParams],
             opset: int) -> Any:
-    """Turn the float graph into the quantized one (in place) and return it, topologically sorted."""
+    """Turn the float graph into the quantized one (in place) and return it, topologically sorted.
+    ``weights``: QTensor per weight initializer name; ``input_qparams``: static parameters per layer."""
     from .speed import annotate_layers
 
     annotate_layers(model, [{"name": p.site.name, "op": p.site.node.op_type, "output": p.site.node.output[0],
@@ -270,7 +280,7 @@ def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_q
     dq_cache: dict[str, str] = {}
     act_cache: dict[tuple[Any, ...], Any] = {}
     dyn_cache: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
-    for i, p in enumerate(plans):
+    for p in plans:
         site = p.site
         qt = weights.get(site.weight_name)
         if p.input_spec is not None and p.rule.input_mode == "dynamic":
@@ -286,7 +296,7 @@ def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_q
             else:
                 dq_cache[site.weight_name] = dequantized_weight(model, site, qt, namer, opset)
         if p.input_spec is not None:
-            activation_qdq(model, site, p.input_spec, input_qparams[i], namer, act_cache, p.smooth)
+            activation_qdq(model, site, p.input_spec, input_qparams[site.name], namer, act_cache, p.smooth)
     drop_unused_initializers(model)
     G.topological_sort(model)
     return model
@@ -304,16 +314,43 @@ def prepare(path_in: str | os.PathLike, recipe: str | Recipe) -> tuple[Any, list
     return model, plans, kept, G.opset(model)
 
 
-def quantize_onnx(path_in: str | os.PathLike, path_out: str | os.PathLike, recipe: str | Recipe,
-                  calib: Iterable[Any] | None = None, show_progress: bool = True, analyze: bool = True,
-                  analysis_batches: int = 4) -> OnnxQuantResult:
-    """Quantize the ONNX model at ``path_in`` with ``recipe`` and write a QDQ model to ``path_out``.
+def _copy(model: Any) -> Any:
+    out = type(model)()
+    out.CopyFrom(model)
+    return out
 
-    ``calib``: batches for ONNX Runtime (a dict of input name to array, a list of arrays in input
-    order, or one array), needed by recipes with static activations and used for the analysis (the
-    first ``analysis_batches``). The output passes ``onnx.checker`` and is written atomically.
-    """
-    start = time.perf_counter()
+
+def _rebind(plans: list[_Plan], model: Any) -> list[_Plan]:
+    """The same plans on the nodes of ``model`` (a copy of the graph they were made on)."""
+    sites = {s.name: s for s in find_weight_sites(model)}
+    return [dataclasses.replace(p, site=sites[p.site.name]) for p in plans]
+
+
+@dataclass
+class _Build:
+    """Everything needed to write (or probe) the quantized graph: the float model at the target opset,
+    the plans, quantized weights, static input parameters, and the layer records."""
+
+    float_model: Any
+    plans: list[_Plan]
+    kept: list[tuple[str, str]]
+    opset: int
+    weights: dict[str, QTensor]
+    input_qparams: dict[str, QParams]
+    layers: list[OnnxLayer]
+    recipe: Recipe
+    batches: list[Any] | None
+
+    def quantized(self, only: list[_Plan] | None = None) -> Any:
+        """A fresh quantized graph (all layers, or just ``only``)."""
+        model = _copy(self.float_model)
+        return rewrite(model, _rebind(self.plans if only is None else only, model), self.weights,
+                       self.input_qparams, self.opset)
+
+
+def build(path_in: str | os.PathLike, recipe: str | Recipe, calib: Iterable[Any] | None = None,
+          show_progress: bool = True) -> _Build:
+    """Plan, calibrate (ONNX Runtime) and quantize the weights of the model at ``path_in``."""
     recipe = get(recipe)
     model, plans, kept, opset = prepare(path_in, recipe)
     batches = None if calib is None else list(calib)
@@ -322,40 +359,87 @@ def quantize_onnx(path_in: str | os.PathLike, path_out: str | os.PathLike, recip
     needs_static = any(p.input_spec is not None and p.rule.input_mode == "static" for p in plans)
     if needs_static and batches is None:
         raise ValueError(f"recipe {recipe.name!r} quantizes activations statically: pass calib=batches")
-    float_model = type(model)()
-    float_model.CopyFrom(model)
     _smoothing(model, plans, batches, show_progress)
     input_qparams = _calibrate(model, plans, batches, show_progress) if needs_static else {}
     weights: dict[str, QTensor] = {}
+    layers = []
     with progress(len(plans), "quantizing weights", enabled=show_progress) as advance:
         for p in plans:
-            if p.weight_spec is not None and p.site.weight_name not in weights:
-                weights[p.site.weight_name] = quantize(p.weight(model), p.weight_spec,
-                                                       calibrator=p.rule.weight_calibrator)
+            layer = OnnxLayer(p.site.name, p.site.node.op_type, p.site.kind, _describe(p.weight_spec),
+                              _describe(p.input_spec, p.rule.input_mode if p.input_spec is not None else ""))
+            if p.weight_spec is not None:
+                w = p.weight(model)
+                if p.site.weight_name not in weights:
+                    weights[p.site.weight_name] = quantize(w, p.weight_spec, calibrator=p.rule.weight_calibrator)
+                layer.weight_sqnr_db = error(w, weights[p.site.weight_name].dequantize(), theory=False).sqnr_db
+            layers.append(layer)
             advance(p.site.name)
-    layers = [OnnxLayer(p.site.name, p.site.node.op_type, p.site.kind, _describe(p.weight_spec),
-                        _describe(p.input_spec, p.rule.input_mode if p.input_spec is not None else ""))
-              for p in plans]
-    for layer, p in zip(layers, plans, strict=True):
-        if p.weight_spec is not None:
-            qt = weights[p.site.weight_name]
-            layer.weight_sqnr_db = error(p.weight(float_model), qt.dequantize(), theory=False).sqnr_db
-    site_io = [(p.site.node.input[0], p.site.node.output[0]) for p in plans]
-    quant_model = rewrite(model, plans, weights, input_qparams, opset)
+    return _Build(model, plans, kept, opset, weights, input_qparams, layers, recipe, batches)
+
+
+def quantize_onnx(path_in: str | os.PathLike, path_out: str | os.PathLike, recipe: str | Recipe,
+                  calib: Iterable[Any] | None = None, show_progress: bool = True, analyze: bool = True,
+                  analysis_batches: int = 4) -> OnnxQuantResult:
+    """Quantize the ONNX model at ``path_in`` with ``recipe`` and write a QDQ model to ``path_out``.
+
+    ``calib``: batches for ONNX Runtime (a dict of input name to array, a list of arrays in input
+    order, or one array), needed by recipes with static activations and used for the analysis (the
+    first ``analysis_batches``). The output passes ``onnx.checker`` and is written atomically.
+    ``seconds`` in the result is the time to quantize and write, without the analysis.
+    """
+    start = time.perf_counter()
+    b = build(path_in, recipe, calib, show_progress)
+    quant_model = b.quantized()
     G.save_model(quant_model, path_out)
     seconds = time.perf_counter() - start
-    result = OnnxQuantResult(os.fspath(path_out), recipe.name, opset, layers, kept,
-                             len(G.serialize(float_model)), os.path.getsize(path_out), seconds)
-    if analyze and batches is not None:
-        result.output_sqnr_db = _analyze(float_model, quant_model, plans, site_io, input_qparams, layers,
-                                         batches[:analysis_batches], show_progress)
+    result = OnnxQuantResult(os.fspath(path_out), b.recipe.name, b.opset, b.layers, b.kept,
+                             len(G.serialize(b.float_model)), os.path.getsize(path_out), seconds)
+    if analyze and b.batches is not None:
+        result.output_sqnr_db = _analyze(b, quant_model, b.batches[:analysis_batches], show_progress)
     return result
 
 
-def _analyze(float_model: Any, quant_model: Any, plans: list[_Plan], site_io: list[tuple[str, str]],
-             input_qparams: dict[int, QParams], layers: list[OnnxLayer], batches: list[Any],
-             show: bool) -> dict[str, float]:
+def analyze_onnx(path_in: str | os.PathLike, recipe: str | Recipe, calib: Iterable[Any],
+                 show_progress: bool = True, analysis_batches: int = 2, sensitivity: bool = True) -> OnnxQuantResult:
+    """Quantize in memory and measure every layer: weight, input and accumulated output SQNR, and
+    (``sensitivity``) the model-output SQNR with that layer alone quantized, which ranks the layers
+    by how much they hurt. Nothing is written; ``path`` of the result is empty."""
+    start = time.perf_counter()
+    b = build(path_in, recipe, calib, show_progress)
+    if b.batches is None:
+        raise ValueError("analysis needs input batches: pass calib=batches")
+    quant_model = b.quantized()
+    seconds = time.perf_counter() - start
+    batches = b.batches[:analysis_batches]
+    result = OnnxQuantResult("", b.recipe.name, b.opset, b.layers, b.kept, len(G.serialize(b.float_model)),
+                             len(G.serialize(quant_model)), seconds)
+    result.output_sqnr_db = _analyze(b, quant_model, batches, show_progress)
+    if sensitivity:
+        _sensitivity(b, batches, show_progress)
+    return result
+
+
+def _first_output(model: Any, batches: list[Any]) -> list[np.ndarray]:
+    sess = session(model, optimization="disable")
+    return [sess.run(None, feed(sess, batch, i))[0] for i, batch in enumerate(batches)]
+
+
+def _sensitivity(b: _Build, batches: list[Any], show: bool) -> None:
+    """Each layer's ``sensitivity_db``: SQNR of the first model output with only that layer quantized."""
+    ref = _first_output(b.float_model, batches)
+    with progress(len(b.plans), "sensitivity (one layer at a time)", enabled=show) as advance:
+        for layer, plan in zip(b.layers, b.plans, strict=True):
+            acc = SqnrAccumulator()
+            for r, q in zip(ref, _first_output(b.quantized([plan]), batches), strict=True):
+                acc.add(r.astype(np.float64), q.astype(np.float64))
+            layer.sensitivity_db = acc.sqnr_db
+            advance(layer.name)
+
+
+def _analyze(b: _Build, quant_model: Any, batches: list[Any], show: bool) -> dict[str, float]:
     """Fill the layers' input/output SQNR from float vs quantized runs; returns the model outputs' SQNR."""
+    float_model, plans, layers = b.float_model, b.plans, b.layers
+    site_io = [(p.site.node.input[0], p.site.node.output[0]) for p in plans]
     outputs = [o.name for o in float_model.graph.output]
     names = sorted({n for io in site_io for n in io} | set(outputs))
     float_values: list[dict[str, np.ndarray]] = []
@@ -367,7 +451,7 @@ def _analyze(float_model: Any, quant_model: Any, plans: list[_Plan], site_io: li
             if p.input_spec is None:
                 continue
             x = p.smoothed_input(values[site_io[i][0]])
-            xq = fake_quantize(x, p.input_spec, qparams=input_qparams.get(i))
+            xq = fake_quantize(x, p.input_spec, qparams=b.input_qparams.get(p.site.name))
             inputs[i].add(x, xq)
 
     run_collect(float_model, names, batches, keep_float, "analysis: float model", show)
