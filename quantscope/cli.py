@@ -209,6 +209,9 @@ def _load_recipe(text: str) -> object:
 def cmd_quantize(args: argparse.Namespace, write: bool = True) -> int:
     import time
 
+    if args.model.endswith(".onnx"):
+        return cmd_quantize_onnx(args, write)
+
     from .models.loader import load_bundle
     from .nn.analyze import analyze_model
     from .nn.io import packed_bytes, save_model
@@ -260,6 +263,109 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return cmd_quantize(args, write=False)
 
 
+def _onnx_errors() -> tuple[type[BaseException], ...]:
+    return ValueError, TypeError, FileNotFoundError, ImportError
+
+
+def cmd_quantize_onnx(args: argparse.Namespace, write: bool) -> int:
+    """``quantscope quantize|analyze MODEL.onnx``: ONNX-native quantization through ONNX Runtime."""
+    import math
+    import time
+
+    from .models.onnx_inputs import batches_for
+    from .report.tables import render_table
+
+    t0 = time.perf_counter()
+    try:
+        recipe = _load_recipe(args.recipe)
+        if write and not args.out:
+            raise ValueError("give --out PATH.onnx for the quantized model (or use `quantscope analyze`)")
+        if write and not args.out.endswith(".onnx"):
+            raise ValueError(f"--out must name an .onnx file, got {args.out}")
+        data = batches_for(args.model, args.calib, args.batch_size)
+        if write:
+            from .onnx import quantize_onnx
+
+            result = quantize_onnx(args.model, args.out, recipe, calib=data.calib, show_progress=not args.quiet)
+        else:
+            from .onnx.quantize import analyze_onnx
+
+            result = analyze_onnx(args.model, recipe, data.calib, show_progress=not args.quiet)
+    except _onnx_errors() as exc:
+        print(f"quantscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    if data.synthetic:
+        print(f"warning: {data.description}", file=sys.stderr)
+    rows: list[tuple[str, object]] = [
+        ("model", args.model),
+        ("recipe", f"{recipe.name}: {recipe.description}" if recipe.description else recipe.name),
+        ("data", data.description), ("opset", result.opset), ("nodes quantized", len(result.layers)),
+        ("nodes kept float", len(result.kept_float)), ("size float (MB)", result.float_bytes / 1e6),
+        ("size quantized (MB)", result.quant_bytes / 1e6)]
+    rows += [(f"output {k}: SQNR (dB)", v) for k, v in result.output_sqnr_db.items()]
+    for i, x in enumerate(result.ranked()[:3]):
+        how = (f"{x.sensitivity_db:.1f} dB alone" if not math.isnan(x.sensitivity_db)
+               else f"{x.output_sqnr_db:.1f} dB accumulated")
+        rows.append((f"most harmful node #{i + 1}", f"{x.name} ({how})"))
+    if write:
+        rows.append(("written", f"{args.out} (checked with onnx.checker)"))
+    if args.report:
+        from .report.html import onnx_report, write_html
+
+        write_html(args.report, onnx_report(result, f"quantscope {args.command}: {os.path.basename(args.model)} "
+                                                    f"{recipe.name}", rows))
+        rows.append(("report", args.report))
+    rows.append(("wall time (s)", time.perf_counter() - t0))
+    print(render_table(f"quantscope {args.command}", ["", "value"], [list(r) for r in rows], width=140))
+    layer_rows = [[x.name, x.op, x.weight, x.input, x.weight_sqnr_db, x.input_sqnr_db, x.output_sqnr_db,
+                   x.sensitivity_db] for x in result.ranked()[:args.top]]
+    print(render_table(f"nodes, most harmful first (top {args.top})",
+                       ["node", "op", "weight", "input", "weight dB", "input dB", "output dB", "alone dB"],
+                       layer_rows, width=160))
+    return 0
+
+
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    """``quantscope bench-speed QUANT.onnx --float FLOAT.onnx``."""
+    from .models.onnx_inputs import batches_for
+    from .onnx.speed import bench_speed
+    from .report.tables import render_table
+
+    try:
+        threads = tuple(int(t) for t in args.threads.split(","))
+        if not threads or min(threads) < 1:
+            raise ValueError(f"--threads takes positive counts like 1,2, got {args.threads}")
+        data = batches_for(args.float, args.calib, args.batch_size)
+        report = bench_speed(args.float, args.model, data.evaluate or data.calib, threads=threads,
+                             repeats=args.repeats)
+    except _onnx_errors() as exc:
+        print(f"quantscope bench-speed: error: {exc}", file=sys.stderr)
+        return 2
+    rows = [[x.model, x.threads, x.median_ms, x.p90_ms, x.items_per_s] for x in report.latencies]
+    print(render_table(f"ONNX Runtime latency ({data.description}, batch of {report.batch_items})",
+                       ["model", "threads", "median ms", "p90 ms", "items/s"], rows))
+    summary = [[f"speed-up, {t} thread(s)", f"{report.speedup(t):.2f}x"] for t in threads]
+    summary += [["size float / quantized (MB)", f"{report.float_bytes / 1e6:.2f} / {report.quant_bytes / 1e6:.2f}"],
+                ["layers by kernel", ", ".join(f"{k}: {v}" for k, v in sorted(report.counts().items()))],
+                ["unfused Q/DQ", len(report.unfused_qdq)],
+                ["model output, simulation vs ORT (dB)", report.output_sim_vs_ort_sqnr_db]]
+    print(render_table("summary", ["", "value"], summary, width=140))
+    layer_rows = [[x.name, x.status, x.ops, x.sim_vs_ort_sqnr_db, "DIVERGES" if x.diverges else ""]
+                  for x in report.layers]
+    print(render_table("how ONNX Runtime runs each quantized layer", ["layer", "status", "ORT nodes",
+                                                                       "sim vs ORT dB", "flag"], layer_rows, width=160))
+    for u in report.unfused_qdq[:20]:
+        print(f"unfused: {u}")
+    if args.json:
+        _write_json_atomic(args.json, report.to_dict())
+    if args.html:
+        from .report.html import speed_report, write_html
+
+        write_html(args.html, speed_report(report, f"quantscope bench-speed: {os.path.basename(args.model)}"))
+        print(f"wrote {args.html}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -297,19 +403,33 @@ def build_parser() -> argparse.ArgumentParser:
                           ("analyze", "quantize a model in memory and print the per-layer analysis (no model "
                                       "written)")):
         c = sub.add_parser(cmd, help=helptext)
-        c.add_argument("model", help="minilm (built in), a Hugging Face model directory, or module:function "
-                                     "returning a model or (model, batches)")
+        c.add_argument("model", help="minilm (built in), a Hugging Face model directory, module:function "
+                                     "returning a model or (model, batches), or an .onnx file")
         c.add_argument("--recipe", default="w8a8", help="w8a8, w8a8-dynamic, w8, w4g128, w4g32, fp8, mxfp4, nf4, "
                                                         "or a recipe .json/.yaml file")
         c.add_argument("--calib", metavar="FILE", help="calibration data: a text file (one sentence per line) for "
-                                                        "text models, else a tensor file batched along dim 0")
+                                                        "text models, else a tensor file batched along dim 0; for "
+                                                        ".onnx models an .npz of input arrays")
         c.add_argument("--batch-size", type=int, default=16, help="batch size for --calib tensor files")
         if cmd == "quantize":
-            c.add_argument("--out", metavar="DIR", help="write the quantized model (safetensors + JSON) here")
+            c.add_argument("--out", metavar="PATH", help="write the quantized model here (a directory of "
+                                                          "safetensors + JSON; a .onnx file for ONNX models)")
         c.add_argument("--report", metavar="PATH", help="write the per-layer HTML report")
         c.add_argument("--top", type=int, default=10, help="layers shown in the terminal table (most sensitive)")
         c.add_argument("--quiet", action="store_true", help="no progress bars")
         c.set_defaults(func=cmd_quantize if cmd == "quantize" else cmd_analyze)
+    b = sub.add_parser("bench-speed", help="ONNX Runtime latency of a quantized .onnx against its float model, "
+                                           "which layers ran as int8 kernels, and simulation-vs-ORT divergence")
+    b.add_argument("model", help="the quantized .onnx model")
+    b.add_argument("--float", required=True, metavar="PATH", help="the float .onnx model it was made from")
+    b.add_argument("--calib", metavar="FILE", help="inputs: an .npz of input arrays (default: recognised models "
+                                                   "get real inputs, others random ones)")
+    b.add_argument("--batch-size", type=int, default=16, help="batch size for --calib files")
+    b.add_argument("--threads", default="1,2", help="thread counts to time, comma-separated (default 1,2)")
+    b.add_argument("--repeats", type=int, default=20, help="timed runs per model and thread count")
+    b.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    b.add_argument("--html", metavar="PATH", help="write the report as a self-contained HTML page")
+    b.set_defaults(func=cmd_bench_speed)
     return p
 
 

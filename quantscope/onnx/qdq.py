@@ -154,7 +154,7 @@ def _zero_tensor(name: str, shape: tuple[int, ...], data_type: int, values: np.n
 def _float_tensor(name: str, values: np.ndarray) -> Any:
     from onnx import numpy_helper
 
-    return numpy_helper.from_array(np.ascontiguousarray(values, dtype=np.float32), name)
+    return numpy_helper.from_array(np.array(values, dtype=np.float32, order="C"), name)  # keeps 0-d scalars 0-d
 
 
 # --------------------------------------------------------------------------------------- weights
@@ -250,10 +250,12 @@ def activation_qdq(model: Any, site: WeightSite, spec: QuantSpec, qparams: QPara
         data_type, zp_value = T.UINT8, np.array(zp + 128)
     elif isinstance(fmt, IntFormat) and fmt.bits == 8 and fmt.qmin == 0:
         data_type, zp_value = T.UINT8, np.array(zp)
+    elif isinstance(fmt, IntFormat) and fmt.bits == 16 and fmt.qmax - fmt.qmin == 65535:
+        data_type, zp_value = (T.INT16 if fmt.qmin < 0 else T.UINT16), np.array(zp)
     else:
         data_type, _ = _onnx_code_type(spec, 99)
         if isinstance(fmt, IntFormat):
-            raise ValueError(f"{site.name}: ONNX activations are quantized to int8/uint8 (or fp8); "
+            raise ValueError(f"{site.name}: ONNX activations are quantized to int8/uint8, int16/uint16 or fp8; "
                              f"{fmt} has no saturating QuantizeLinear form")
         zp_value = None
     key = (source, scale, int(zp_value) if zp_value is not None else None, data_type,

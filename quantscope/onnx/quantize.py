@@ -158,6 +158,10 @@ def _plans(model: Any, recipe: Recipe) -> tuple[list[_Plan], list[tuple[str, str
                                    rule.input_granularity, "input", rule.rounding)
             if rule.input_mode == "dynamic" and wspec is None:
                 raise ValueError(f"{site.name}: dynamic ONNX activation quantization needs int8 weights too")
+            if rule.input_mode == "dynamic" and site.kind != "Linear":
+                raise ValueError(f"{site.name}: dynamic activation quantization in ONNX covers MatMul/Gemm (Linear) "
+                                 f"nodes only, this is a {site.kind}; use targets=('Linear',) in the recipe or "
+                                 f"ignore this node")
         plans.append(_Plan(site, rule, wspec, ispec))
     if not plans:
         raise ValueError(f"the ONNX model has no node the recipe {recipe.name!r} quantizes "
@@ -172,6 +176,8 @@ def _needed_opset(plans: list[_Plan]) -> int:
             need = max(need, required_opset(p.weight_spec))
         if p.input_spec is not None and isinstance(p.input_spec.format, FloatFormat):
             need = max(need, 19)
+        if p.input_spec is not None and p.input_spec.format.bits == 16:
+            need = max(need, 21)  # int16 QuantizeLinear
         if p.input_spec is not None and p.rule.input_mode == "dynamic" and isinstance(p.input_spec.granularity,
                                                                                        PerToken):
             need = max(need, 21)  # per-token codes with one blocked QuantizeLinear

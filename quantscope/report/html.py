@@ -197,3 +197,45 @@ def model_report(analysis: Any, title: str, summary_rows: list[tuple[str, Any]],
                      r.flag or "-", r.sensitivity_db) for r in layers], columns)
     body = ["<h2>Summary</h2>", _table(summary_rows), "<h2>Plots</h2>"] + figures + ["<h2>All layers</h2>", table]
     return html_document(title, body, intro="Sensitivity and SQNR are measured on the analysis batches.")
+
+
+def onnx_report(result: Any, title: str, summary_rows: list[tuple[str, Any]]) -> str:
+    """HTML page of an ONNX quantization (:class:`quantscope.onnx.OnnxQuantResult`): summary, per-layer
+    SQNR bars, the sensitivity ranking (when measured), layers kept float, and the full layer table."""
+    layers = result.layers
+    names = [x.name for x in layers]
+    figures = [_img("onnx-sqnr", plots.layer_bars(names, {
+        "weight": [x.weight_sqnr_db for x in layers], "input": [x.input_sqnr_db for x in layers],
+        "output (accumulated)": [x.output_sqnr_db for x in layers]}, "SQNR (dB)", "per-layer SQNR"),
+        "Per-node SQNR of the quantized weight, the quantized input, and the node's output in the quantized "
+        "model against the float model (error accumulated up to that node).")]
+    ranked = result.ranked()
+    if any(math.isfinite(x.sensitivity_db) for x in layers):
+        figures.append(_img("onnx-sensitivity", plots.ranking([x.name for x in ranked],
+                                                              [x.sensitivity_db for x in ranked]),
+                            "Sensitivity: the model's output SQNR when only that node is quantized (lowest = most "
+                            "harmful; keep those float or give them a finer recipe)."))
+    table = _table([(x.name, x.op, x.weight, x.input, x.weight_sqnr_db, x.input_sqnr_db, x.output_sqnr_db,
+                     x.sensitivity_db) for x in layers],
+                   ("node", "op", "weight", "input", "weight dB", "input dB", "output dB", "alone: model dB"))
+    kept = _table(list(result.kept_float), ("node kept float", "why")) if result.kept_float else "<p>none</p>"
+    body = ["<h2>Summary</h2>", _table(summary_rows), "<h2>Plots</h2>"] + figures + [
+        "<h2>Quantized nodes</h2>", table, "<h2>Kept float</h2>", kept]
+    return html_document(title, body, intro="SQNR is measured in ONNX Runtime on the analysis batches.")
+
+
+def speed_report(report: Any, title: str) -> str:
+    """HTML page of :func:`quantscope.onnx.speed.bench_speed`: latency, kernels per layer, divergence."""
+    lat = _table([(x.model, x.threads, x.median_ms, x.p90_ms, x.items_per_s) for x in report.latencies],
+                 ("model", "threads", "median ms", "p90 ms", "items/s"))
+    counts = _table(sorted(report.counts().items()), ("how ORT runs the layer", "layers"))
+    layers = _table([(x.name, x.status, x.ops, x.sim_vs_ort_sqnr_db, "DIVERGES" if x.diverges else "-")
+                     for x in report.layers], ("layer", "status", "ORT nodes", "simulation vs ORT dB", "flag"))
+    unfused = ("<ul>" + "".join(f"<li>{html.escape(u)}</li>" for u in report.unfused_qdq) + "</ul>"
+               if report.unfused_qdq else "<p>none</p>")
+    sizes = _table([("float model (bytes)", report.float_bytes), ("quantized model (bytes)", report.quant_bytes),
+                    ("model output: simulation vs ORT (dB)", report.output_sim_vs_ort_sqnr_db)])
+    body = ["<h2>Latency</h2>", lat, sizes, "<h2>Kernels</h2>", counts, "<h2>Unfused Q/DQ</h2>", unfused,
+            "<h2>Layers</h2>", layers]
+    return html_document(title, body, intro="Simulation = the QDQ graph run with all ORT optimizations off (float "
+                                            "math); ORT = all optimizations on (int8 kernels).")

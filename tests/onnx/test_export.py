@@ -1,0 +1,102 @@
+"""export_onnx: float exports agree with PyTorch (also on padded batches), QDQ exports of quantized models
+agree with the PyTorch simulation in ONNX Runtime (SQNR >= 35 dB for the int8 recipes)."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import quantscope as qs
+from quantscope.onnx import export_onnx
+from quantscope.onnx.calibrate import session
+from quantscope.onnx.speed import read_layers
+from tests.onnx.conftest import bert_batch, sqnr_db
+
+
+def ort_run(path, feeds):
+    s = session(str(path), optimization="disable")
+    return s.run(None, {k: np.asarray(v) for k, v in feeds.items()})
+
+
+def test_float_cnn_export_matches_torch(digits, tmp_path):
+    model, x, _, _ = digits
+    res = export_onnx(model, x[:4], tmp_path / "cnn.onnx")
+    onnx.checker.check_model(onnx.load(res.path), full_check=True)
+    got = ort_run(res.path, {res.input_names[0]: x[:37].numpy()})[0]  # another batch size: dynamic axis
+    with torch.no_grad():
+        ref = model(x[:37]).numpy()
+    assert np.abs(got - ref).max() < 1e-4
+    names = {n.name for n in onnx.load(res.path).graph.node}
+    assert {"conv1", "conv2", "fc1", "fc2"} <= names  # nodes carry the module names
+
+
+@pytest.mark.parametrize("recipe", ["w8a8", "w8a8-dynamic", "w8"])
+def test_quantized_cnn_matches_simulation(digits, tmp_path, recipe):
+    model, x, y, calib = digits
+    if recipe == "w8a8-dynamic":
+        rec = qs.recipes.get(recipe)
+        recipe = qs.recipes.Recipe(rec.name, rec.default, targets=("Linear",))
+    qm = qs.quantize_model(model, recipe, calib=calib, show_progress=False)
+    res = export_onnx(qm, x[:4], tmp_path / "q.onnx")
+    m = onnx.load(res.path)
+    onnx.checker.check_model(m, full_check=True)
+    assert [entry["name"] for entry in read_layers(m)] == [x.name for x in res.layers]
+    got = ort_run(res.path, {res.input_names[0]: x.numpy()})[0]
+    with torch.no_grad():
+        sim = qm(x).numpy()
+    assert sqnr_db(sim, got) >= 35
+    assert (got.argmax(1) == sim.argmax(1)).mean() > 0.99
+
+
+def test_int4_and_fp8_weights_export(digits, tmp_path):
+    model, x, _, calib = digits
+    for recipe, dtype, opset in (("w4g32", onnx.TensorProto.INT4, 21), ("fp8", onnx.TensorProto.FLOAT8E4M3FN, 19)):
+        qm = qs.quantize_model(model, recipe, calib=calib, show_progress=False)
+        res = export_onnx(qm, x[:4], tmp_path / f"{recipe}.onnx")
+        m = onnx.load(res.path)
+        assert res.opset >= opset
+        assert dtype in {t.data_type for t in m.graph.initializer}
+        got = ort_run(res.path, {res.input_names[0]: x[:64].numpy()})[0]
+        with torch.no_grad():
+            sim = qm(x[:64]).numpy()
+        assert sqnr_db(sim, got) >= 30
+
+
+def test_float_transformer_export_handles_padding(tiny_bert, tmp_path):
+    """The attention mask stays an input: padded batches of other shapes agree with PyTorch."""
+    res = export_onnx(tiny_bert, bert_batch(2, 8, pad=False), tmp_path / "bert.onnx")
+    assert res.input_names == ["input_ids", "token_type_ids", "attention_mask"]
+    batch = bert_batch(5, 11, seed=3, pad=True)
+    got = ort_run(res.path, batch)[0]
+    with torch.no_grad():
+        ref = tiny_bert(**batch).last_hidden_state.numpy()
+    mask = batch["attention_mask"].numpy().astype(bool)
+    a, b = ref[mask], got[mask]
+    cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    assert cos.min() >= 0.99999
+
+
+@pytest.mark.parametrize("recipe", ["w8a8", "w8a8-dynamic", "w8a8-hybrid"])
+def test_quantized_transformer_matches_simulation(tiny_bert, tmp_path, recipe):
+    calib = [bert_batch(4, 12, seed=s) for s in range(4)]
+    qm = qs.quantize_model(tiny_bert, recipe, calib=calib, show_progress=False)
+    res = export_onnx(qm, bert_batch(2, 8, pad=False), tmp_path / "q.onnx")
+    onnx.checker.check_model(onnx.load(res.path), full_check=True)
+    batch = bert_batch(4, 10, seed=11)
+    got = ort_run(res.path, batch)[0]
+    with torch.no_grad():
+        sim = qm(**batch).last_hidden_state.numpy()
+    mask = batch["attention_mask"].numpy().astype(bool)
+    assert sqnr_db(sim[mask], got[mask]) >= 35
+
+
+def test_export_rejects_bad_input(digits, tmp_path):
+    model, x, _, _ = digits
+    with pytest.raises(ValueError, match="example_inputs"):
+        export_onnx(model, "not a tensor", tmp_path / "a.onnx")
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        export_onnx("model", x[:2], tmp_path / "a.onnx")
+    qm = qs.quantize_model(model, "nf4", show_progress=False)
+    with pytest.raises(ValueError, match="no ONNX QuantizeLinear/DequantizeLinear type"):
+        export_onnx(qm, x[:2], tmp_path / "a.onnx")
+    assert not (tmp_path / "a.onnx").exists()
