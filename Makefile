@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test test-fast bench lint clean
+.PHONY: setup browser fonts demo test test-fast bench lint clean
 
 setup: $(STAMP)
 
@@ -12,6 +12,7 @@ setup: $(STAMP)
 $(STAMP): requirements-dev.txt pyproject.toml setup.py quantscope/core/_kernels.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps rapidocr-onnxruntime==1.4.4  # only its PP-OCRv4 .onnx files (no OpenCV)
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
 	$(PY) -c "from quantscope.core import kernels; import sys; kernels.available() or sys.exit('fused kernels failed to build: ' + str(kernels.load_error()))"
 	touch $(STAMP)
@@ -30,14 +31,24 @@ browser:
 	  (sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver || (sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)) >/dev/null; \
 	else false; fi || echo "warning: could not install chromium + chromium-driver: the browser test will be skipped"
 
-test: $(STAMP) browser
+# Debian's DejaVu and Liberation fonts for the rendered OCR text lines; installed when missing (PIL's own font
+# is the fallback).
+fonts:
+	@if [ -d /usr/share/fonts/truetype/dejavu ] && [ -d /usr/share/fonts/truetype/liberation ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-dejavu-core fonts-liberation || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-dejavu-core fonts-liberation)) >/dev/null; \
+	elif command -v sudo >/dev/null; then \
+	  (sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-dejavu-core fonts-liberation || (sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-dejavu-core fonts-liberation)) >/dev/null; \
+	else false; fi || echo "warning: could not install fonts-dejavu-core + fonts-liberation: OCR lines use PIL's font"
+
+test: $(STAMP) browser fonts
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 QUANTSCOPE_REQUIRE_BROWSER=$$(command -v chromedriver >/dev/null && echo 1 || echo 0) \
 	  $(PY) -m pytest -q
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-bench: $(STAMP)
+bench: $(STAMP) fonts
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py
 
 lint: $(STAMP)

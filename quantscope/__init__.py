@@ -66,6 +66,7 @@ from .nn.io import load_model as load
 from .nn.io import save_model as save
 from .nn.quantize_model import quantize_model
 from .nn.recipes import LayerRule, Recipe
+from .onnx import analyze_onnx, bench_speed, export_onnx, quantize_onnx  # onnx/onnxruntime load on first call
 
 __version__ = "0.1.0"
 
@@ -79,5 +80,5 @@ __all__ = [
     "ROUNDING_MODES", "Calibrator", "MinMaxCalibrator", "EMAMinMaxCalibrator", "PercentileCalibrator",
     "MSECalibrator", "KLCalibrator", "ACIQCalibrator", "LloydMaxCalibrator", "NotFittedError", "register_calibrator",
     "sweep_bits", "sweep_clipping", "calibration_uncertainty", "recipes", "Recipe", "LayerRule", "quantize_model",
-    "analyze_model", "ModelAnalysis", "save", "load",
+    "analyze_model", "ModelAnalysis", "save", "load", "export_onnx", "quantize_onnx", "analyze_onnx", "bench_speed",
 ]
