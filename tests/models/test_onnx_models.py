@@ -1,7 +1,6 @@
 """Real models through the ONNX path: MiniLM exported (float parity on padded batches, the w8a8-hybrid recipe
 in ONNX Runtime), and the PP-OCRv4 recognition / detection / direction models quantized natively."""
 
-import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
