@@ -13,10 +13,13 @@ standard ONNX graph.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import io
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -203,8 +206,10 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
     out_names = output_names or [f"output_{i}" for i in range(n_out)]
     with tempfile.TemporaryDirectory() as tmp:
         raw_path = os.path.join(tmp, "float.onnx")
+        chatter = io.StringIO()  # the exporter prints progress lines and warns about axis names: keep them
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+                warnings.simplefilter("ignore")
                 torch.onnx.export(wrapper, args, raw_path, dynamo=True, input_names=in_names,
                                   output_names=out_names, dynamic_shapes=(shapes,), opset_version=opset,
                                   external_data=False, verbose=False)
