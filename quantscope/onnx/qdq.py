@@ -225,7 +225,8 @@ def drop_unused_initializers(model: Any) -> None:
 
 # ------------------------------------------------------------------------------------ activations
 def activation_qdq(model: Any, site: WeightSite, spec: QuantSpec, qparams: QParams, namer: Namer,
-                   cache: dict[tuple[Any, ...], str], smooth: np.ndarray | None = None) -> str:
+                   cache: dict[tuple[Any, ...], str], smooth: np.ndarray | None = None,
+                   producer_op: str | None = None) -> str:
     """Insert ``QuantizeLinear → DequantizeLinear`` on the site's input with static ``qparams`` (one
     scale for the tensor). Asymmetric and symmetric int8 codes are written as uint8 with the zero
     point shifted by 128 (the same grid, and the u8·s8 kernels ONNX Runtime runs fastest on x86).
@@ -233,7 +234,10 @@ def activation_qdq(model: Any, site: WeightSite, spec: QuantSpec, qparams: QPara
 
     ``smooth`` (SmoothQuant factors s, shape (C,)): the QuantizeLinear takes the per-channel scale
     ``Δ·s_c`` along the channel axis and the DequantizeLinear the per-tensor ``Δ``, so the pair
-    computes Q(x / s) at no extra cost (the weight was multiplied by s before quantizing)."""
+    computes Q(x / s) at no extra cost (the weight was multiplied by s before quantizing). When the
+    input comes straight from a MatMul/Gemm/Conv (``producer_op``), ONNX Runtime would fuse that node
+    with the QuantizeLinear into a QLinear kernel, which takes one output scale only: then the
+    division is an explicit ``Mul(x, 1/s)`` before a per-tensor pair."""
     from onnx import TensorProto as T
     from onnx import helper
 
@@ -268,15 +272,21 @@ def activation_qdq(model: Any, site: WeightSite, spec: QuantSpec, qparams: QPara
     g = model.graph
     g.initializer.extend([_float_tensor(s_name, np.array(scale)), _zero_tensor(z_name, (), data_type, zp_value)])
     q_scale, q_zp, q_attrs = s_name, z_name, {}
-    if smooth is not None:
+    q_source = source
+    if smooth is not None and producer_op in WEIGHT_OPS:
+        inv_name, q_source = namer(source + "_inv_smooth"), namer(source + "_smoothed")
+        shape = (-1,) if site.kind == "Linear" else (-1,) + (1,) * int(site.kind[-2])
+        g.initializer.append(_float_tensor(inv_name, (1.0 / smooth.astype(np.float64)).reshape(shape)))
+        g.node.append(helper.make_node("Mul", [source, inv_name], [q_source], name=q_source))
+    elif smooth is not None:
         q_scale, q_zp = namer(source + "_smoothed_scale"), namer(source + "_smoothed_zero_point")
         zps = None if zp_value is None else np.full(smooth.shape, int(zp_value))
         g.initializer.extend([_float_tensor(q_scale, (scale * smooth.astype(np.float64)).astype(np.float32)),
                               _zero_tensor(q_zp, smooth.shape, data_type, zps)])
         q_attrs = {"axis": -1 if site.kind == "Linear" else 1}
     g.node.extend([
-        helper.make_node("QuantizeLinear", [source, q_scale, q_zp], [q_out], name=namer(site.name + "/input_quantize"),
-                         **q_attrs),
+        helper.make_node("QuantizeLinear", [q_source, q_scale, q_zp], [q_out],
+                         name=namer(site.name + "/input_quantize"), **q_attrs),
         helper.make_node("DequantizeLinear", [q_out, s_name, z_name], [dq_out],
                          name=namer(site.name + "/input_dequantize")),
     ])

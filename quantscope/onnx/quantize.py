@@ -272,6 +272,19 @@ def _group_count(site: WeightSite) -> int:
     return 1
 
 
+def _fusable_producers(model: Any) -> dict[str, str]:
+    """Op type producing each tensor, looking through Relu/Clip (which ONNX Runtime folds into the
+    preceding Conv/MatMul when it builds QLinear kernels)."""
+    nodes = G.producers(model)
+    out = {}
+    for name, node in nodes.items():
+        seen = 0
+        while node.op_type in ("Relu", "Clip") and node.input[0] in nodes and seen < 8:
+            node, seen = nodes[node.input[0]], seen + 1
+        out[name] = node.op_type
+    return out
+
+
 def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_qparams: dict[str, QParams],
             opset: int) -> Any:
     """Turn the float graph into the quantized one (in place) and return it, topologically sorted.
@@ -283,6 +296,7 @@ def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_q
                              "input": _describe(p.input_spec, p.rule.input_mode if p.input_spec is not None else ""),
                              "smoothed": p.smooth is not None} for p in plans])
     namer = G.Namer(model)
+    producer = _fusable_producers(model)
     dq_cache: dict[str, str] = {}
     act_cache: dict[tuple[Any, ...], Any] = {}
     dyn_cache: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
@@ -302,7 +316,8 @@ def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_q
             else:
                 dq_cache[site.weight_name] = dequantized_weight(model, site, qt, namer, opset)
         if p.input_spec is not None:
-            activation_qdq(model, site, p.input_spec, input_qparams[site.name], namer, act_cache, p.smooth)
+            activation_qdq(model, site, p.input_spec, input_qparams[site.name], namer, act_cache, p.smooth,
+                           producer.get(site.node.input[0]))
     drop_unused_initializers(model)
     G.topological_sort(model)
     return model

@@ -169,3 +169,16 @@ def test_bad_recipes_and_data(tiny_onnx, tmp_path):
         quantize_onnx(tiny_onnx, out, "w8a8", calib=[{"wrong": np.zeros((1, 3, 8, 8), np.float32)}],
                       show_progress=False)
     assert not out.exists()
+
+
+def test_smoothed_conv_after_conv_runs_with_all_optimizations(tiny_onnx, tmp_path):
+    """conv2 reads conv1's output (through a Relu ORT fuses): the smoothed input must not become a per-channel
+    QuantizeLinear that ORT folds into a QLinearConv with per-channel output zero points (which it rejects)."""
+    rule = LayerRule(weight_format=qs.int8(), input_format=qs.int8(symmetric=False), smooth_alpha=0.5)
+    out = tmp_path / "s.onnx"
+    res = quantize_onnx(tiny_onnx, out, Recipe("s", rule), calib=tiny_batches(4), show_progress=False)
+    assert res.output_sqnr_db["y"] > 20
+    batch = tiny_batches(1, seed=5)[0]
+    ref = session(str(out), optimization="disable").run(None, batch)[0]
+    got = session(str(out), optimization="all").run(None, batch)[0]
+    assert sqnr_db(ref, got) > 30
