@@ -97,8 +97,10 @@ def _examples(example_inputs: Any) -> tuple[list[str] | None, tuple[torch.Tensor
 
 
 def _dynamic_shapes(args: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor, ...], tuple[dict[int, Any], ...]]:
-    """Batch (axis 0) is dynamic for every input, the sequence axis (1) for token-like inputs of rank
-    2-3. torch.export specializes axes of size 1, so a batch of one is repeated to two."""
+    """Batch (axis 0) is dynamic for every input, the sequence axis (1) for token-like inputs: integer
+    (batch, seq) ids and masks, and float (batch, seq, features) activations; a float (batch, features)
+    input keeps its features fixed. torch.export specializes axes of size 1, so a batch of one is
+    repeated to two."""
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     out_args, shapes = [], []
     for t in args:
@@ -109,7 +111,7 @@ def _dynamic_shapes(args: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor,
         if t.shape[0] == 1:
             t = torch.cat([t, t])
         dims: dict[int, Any] = {0: batch}
-        token_like = t.dim() == 2 or (t.dim() == 3 and t.is_floating_point())
+        token_like = (t.dim() == 2 and not t.is_floating_point()) or (t.dim() == 3 and t.is_floating_point())
         if token_like and t.shape[1] > 1:
             dims[1] = seq
         out_args.append(t)

@@ -100,3 +100,14 @@ def test_export_rejects_bad_input(digits, tmp_path):
     with pytest.raises(ValueError, match="no ONNX QuantizeLinear/DequantizeLinear type"):
         export_onnx(qm, x[:2], tmp_path / "a.onnx")
     assert not (tmp_path / "a.onnx").exists()
+
+
+def test_mlp_with_flat_float_input_keeps_features_fixed(tmp_path):
+    """A (batch, features) float input: only the batch axis is dynamic (a batch of one is fine too)."""
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)).eval()
+    res = export_onnx(mlp, torch.randn(1, 6), tmp_path / "mlp.onnx")
+    x = torch.randn(9, 6)
+    got = ort_run(res.path, {res.input_names[0]: x.numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(got - mlp(x).numpy()).max() < 1e-5
