@@ -123,22 +123,22 @@ def _digest(a: np.ndarray) -> tuple[tuple[int, ...], str]:
     return tuple(a.shape), hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
 
 
-def name_layers(onnx_model: Any, model: nn.Module) -> dict[str, str]:
+def name_layers(onnx_model: Any, model: nn.Module) -> list[str]:
     """Rename the weight nodes of ``onnx_model`` after the modules of ``model`` they came from (matched
-    by weight value, transposed or not). Returns {module name: node name}."""
+    by weight value, transposed or not). Returns the module names found."""
     sites = find_weight_sites(onnx_model)
     inits = G.initializer_map(onnx_model)
     by_digest: dict[Any, list[Any]] = {}
     for site in sites:
         by_digest.setdefault(_digest(G.to_array(inits[site.weight_name])), []).append(site)
     used_names = {n.name for n in onnx_model.graph.node}
-    mapping = {}
+    named: list[str] = []
     for name, module in model.named_modules():
         if not isinstance(module, _LAYERS) or not name:
             continue
         w = module.weight.detach().float().cpu().numpy()
         candidates = by_digest.get(_digest(w), []) + (by_digest.get(_digest(w.T), []) if w.ndim == 2 else [])
-        site = next((s for s in candidates if s.node.name not in mapping.values()), None)
+        site = next((s for s in candidates if s.node.name not in named), None)
         if site is None:
             continue
         if name in used_names and site.node.name != name:
@@ -146,8 +146,8 @@ def name_layers(onnx_model: Any, model: nn.Module) -> dict[str, str]:
         used_names.discard(site.node.name)
         site.node.name = name
         used_names.add(name)
-        mapping[name] = name
-    return mapping
+        named.append(name)
+    return named
 
 
 def _plans_from_model(onnx_model: Any, model: nn.Module) -> tuple[list[_Plan], dict[str, Any], dict[str, Any]]:

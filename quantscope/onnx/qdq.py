@@ -99,8 +99,6 @@ def _onnx_code_type(spec: QuantSpec, opset: int) -> tuple[int, int]:
 
     fmt = spec.format
     if isinstance(fmt, IntFormat):
-        if fmt.power_of_two_scale:
-            pass  # a power-of-two scale is still a float scale in ONNX
         if fmt.bits == 4 and opset >= 21:
             return (T.INT4 if fmt.qmin < 0 else T.UINT4), 21
         if fmt.bits <= 8:
@@ -145,10 +143,12 @@ def _codes_tensor(name: str, codes: np.ndarray, data_type: int) -> Any:
 
 
 def _zero_tensor(name: str, shape: tuple[int, ...], data_type: int, values: np.ndarray | None) -> Any:
-    vals = np.zeros(shape, dtype=np.int32) if values is None else values.astype(np.int32).reshape(shape)
-    if data_type in (__import__("onnx").TensorProto.FLOAT8E4M3FN, __import__("onnx").TensorProto.FLOAT8E5M2):
-        vals = np.zeros(shape, dtype=np.uint8)
-    return _codes_tensor(name, vals, data_type)
+    """The zero-point initializer (float8 zero points are always +0)."""
+    from onnx import TensorProto as T
+
+    if values is None or data_type in (T.FLOAT8E4M3FN, T.FLOAT8E5M2):
+        return _codes_tensor(name, np.zeros(shape, dtype=np.int32), data_type)
+    return _codes_tensor(name, values.astype(np.int32).reshape(shape), data_type)
 
 
 def _float_tensor(name: str, values: np.ndarray) -> Any:

@@ -414,7 +414,7 @@ def quantize_onnx(path_in: str | os.PathLike, path_out: str | os.PathLike, recip
     G.save_model(quant_model, path_out)
     seconds = time.perf_counter() - start
     result = OnnxQuantResult(os.fspath(path_out), b.recipe.name, b.opset, b.layers, b.kept,
-                             len(G.serialize(b.float_model)), os.path.getsize(path_out), seconds)
+                             os.path.getsize(path_in), os.path.getsize(path_out), seconds)
     if analyze and b.batches is not None:
         result.output_sqnr_db = _analyze(b, quant_model, b.batches[:analysis_batches], show_progress)
     return result
@@ -432,7 +432,7 @@ def analyze_onnx(path_in: str | os.PathLike, recipe: str | Recipe, calib: Iterab
     quant_model = b.quantized()
     seconds = time.perf_counter() - start
     batches = b.batches[:analysis_batches]
-    result = OnnxQuantResult("", b.recipe.name, b.opset, b.layers, b.kept, len(G.serialize(b.float_model)),
+    result = OnnxQuantResult("", b.recipe.name, b.opset, b.layers, b.kept, os.path.getsize(path_in),
                              len(G.serialize(quant_model)), seconds)
     result.output_sqnr_db = _analyze(b, quant_model, batches, show_progress)
     if sensitivity:
