@@ -69,3 +69,19 @@ def search_alpha(x: torch.Tensor, weights: list[torch.Tensor], input_spec: objec
             best = (err, alpha, s)
     assert best is not None
     return best[1], best[2]
+
+
+def _along(s: torch.Tensor, like: torch.Tensor, axis: int) -> torch.Tensor:
+    shape = [1] * like.dim()
+    shape[axis] = -1
+    return s.to(device=like.device, dtype=like.dtype).reshape(shape)
+
+
+def smooth_input(x: torch.Tensor, s: torch.Tensor, axis: int) -> torch.Tensor:
+    """``x / s`` with ``s`` along the input-channel ``axis`` (-1 for Linear inputs, 1 for convolutions)."""
+    return x / _along(s, x, axis)
+
+
+def smooth_weight(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``W · s`` along the weight's input axis (1 for Linear and Conv weights)."""
+    return w * _along(s, w, 1)

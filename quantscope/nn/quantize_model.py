@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..algorithms.smoothquant import smooth_input, smooth_weight
 from ..calibrate import resolve_calibrator
 from ..core.ops import quantize
 from ..core.spec import QParams, QuantSpec
@@ -147,9 +148,7 @@ def quantize_model(model: nn.Module, recipe: str | Recipe, calib: Iterable[Any] 
             def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
                 x = args[0].detach()
                 if name in smoothing:
-                    shape = [1] * x.dim()
-                    shape[-1 if isinstance(module, nn.Linear) else 1] = -1
-                    x = x / smoothing[name].reshape(shape)
+                    x = smooth_input(x, smoothing[name], -1 if isinstance(module, nn.Linear) else 1)
                 cals[name].update(x)  # returns nothing: the input passes unchanged
 
             return hook
@@ -171,9 +170,7 @@ def quantize_model(model: nn.Module, recipe: str | Recipe, calib: Iterable[Any] 
                 spec = layer_spec(module, rule.weight_format, rule.weight_granularity, "weight", rule.rounding)
                 w = module.weight.detach()
                 if name in smoothing:
-                    shape = [1] * w.dim()
-                    shape[1] = -1
-                    w = w * smoothing[name].reshape(shape).to(w.dtype)
+                    w = smooth_weight(w, smoothing[name])
                 weight_q = quantize(w, spec, calibrator=rule.weight_calibrator)
             wrapped = QuantizedModule(module, name, weight_q, specs[name], rule.input_mode, in_qparams.get(name),
                                       smoothing.get(name))

@@ -144,9 +144,9 @@ class QuantizedModule(nn.Module):
         s = self.input_smoothing
         if s is None or not x.is_floating_point():
             return x
-        shape = [1] * x.dim()
-        shape[-1 if isinstance(self.inner, nn.Linear) else 1] = -1
-        return x / s.to(device=x.device, dtype=x.dtype).reshape(shape)
+        from ..algorithms.smoothquant import smooth_input
+
+        return smooth_input(x, s, -1 if isinstance(self.inner, nn.Linear) else 1)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         x = self.smooth(x)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..algorithms.smoothquant import channel_absmax, search_alpha, smoothing_scales
+from ..algorithms.smoothquant import channel_absmax, search_alpha, smooth_input, smooth_weight, smoothing_scales
 from ..calibrate import resolve_calibrator
 from ..core.formats import FloatFormat
 from ..core.granularity import PerToken
@@ -114,19 +114,11 @@ class _Plan:
     def weight(self, model: Any) -> torch.Tensor:
         """The torch-layout weight to quantize (multiplied by s along its input axis when smoothed)."""
         w = self.site.torch_weight(model)
-        if self.smooth is None:
-            return w
-        shape = [1] * w.dim()
-        shape[1] = -1
-        return w * torch.from_numpy(self.smooth).reshape(shape)
+        return w if self.smooth is None else smooth_weight(w, torch.from_numpy(self.smooth))
 
     def smoothed_input(self, x: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        if self.smooth is None:
-            return t
-        shape = [1] * t.dim()
-        shape[self.channel_axis] = -1
-        return t / torch.from_numpy(self.smooth).reshape(shape)
+        return t if self.smooth is None else smooth_input(t, torch.from_numpy(self.smooth), self.channel_axis)
 
 
 def _plans(model: Any, recipe: Recipe) -> tuple[list[_Plan], list[tuple[str, str]]]:
