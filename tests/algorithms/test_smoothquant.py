@@ -6,8 +6,13 @@ import pytest
 import torch
 
 import quantscope as qs
-from quantscope.algorithms.smoothquant import channel_absmax, search_alpha, smooth_input, smooth_weight, \
-    smoothing_scales
+from quantscope.algorithms.smoothquant import (
+    channel_absmax,
+    search_alpha,
+    smooth_input,
+    smooth_weight,
+    smoothing_scales,
+)
 
 
 def outlier_data(seed: int = 0):
