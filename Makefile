@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser fonts demo test test-fast bench lint clean
+.PHONY: setup browser fonts speech demo test test-fast bench lint clean
 
 setup: $(STAMP)
 
@@ -41,7 +41,16 @@ fonts:
 	  (sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-dejavu-core fonts-liberation || (sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-dejavu-core fonts-liberation)) >/dev/null; \
 	else false; fi || echo "warning: could not install fonts-dejavu-core + fonts-liberation: OCR lines use PIL's font"
 
-test: $(STAMP) browser fonts
+# Debian's espeak-ng speaks the test sentences for the audio path; installed when missing (the test skips without it).
+speech:
+	@if command -v espeak-ng >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng)) >/dev/null; \
+	elif command -v sudo >/dev/null; then \
+	  (sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng || (sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng)) >/dev/null; \
+	else false; fi || echo "warning: could not install espeak-ng: the speech test will be skipped"
+
+test: $(STAMP) browser fonts speech
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 QUANTSCOPE_REQUIRE_BROWSER=$$(command -v chromedriver >/dev/null && echo 1 || echo 0) \
 	  $(PY) -m pytest -q
 
