@@ -430,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="PATH", help="write the report as JSON")
     b.add_argument("--html", metavar="PATH", help="write the report as a self-contained HTML page")
     b.set_defaults(func=cmd_bench_speed)
+    from .cli_audio import add_parser as _audio
+    _audio(sub)
+    from .cli_image import add_parser as _image
+    _image(sub)
     return p
 
 
