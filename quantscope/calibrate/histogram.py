@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..core import kernels
 from ..core.arrays import as_float_tensor, describe_nonfinite
 from ..core.formats import FixedFormat, IntFormat, MXFormat
 from ..core.granularity import PerToken, per_channel
@@ -157,6 +158,9 @@ def expected_mse(points: tuple[torch.Tensor, torch.Tensor], spec: QuantSpec, lo:
     w32 = (weights / total[:, None]).float()
     qp = qparams_from_range(lo.float(), hi.float(), spec)
     espec, scale = _eval_spec(spec, qp.scale)
+    if (uniform and isinstance(espec.format, IntFormat) and espec.overflow == "saturate" and kernels.available()
+            and bool(torch.isfinite(centers).all())):  # one fused pass per candidate, no intermediates
+        return kernels.int_sq_err(centers, scale, qp.zero_point, espec.format, espec.rounding) / B
     out = torch.empty(T, P, dtype=torch.float64)
     chunk = max(1, EVAL_BUDGET // (P * B))
     for s in range(0, T, chunk):

@@ -445,6 +445,48 @@ DEQ_LUT_RUNS(uint8_t, u8, 0xffu)
 DEQ_LUT_RUNS(int16_t, i16, 0xffffu)
 DEQ_LUT_RUNS(int32_t, i32, 0xffffu)
 
+/* ----- squared quantization error of candidate ranges (the MSE range search) ------------------- */
+/* sum_i (x_i - Q(x_i))^2 over one group's n values for one (scale, zero point), with the int path's
+ * arithmetic; 16 float partial sums (vectorizable), flushed to double every 1024 values. */
+#define INT_SQERR(RN, ROUND)                                                                          \
+    QS_CLONES static double int_sqerr_##RN(const float *x, int64_t n, float s, int32_t z, float lo,   \
+                                           float hi) {                                               \
+        const float inv = 1.0f / s, zf = (float)z;                                                    \
+        double total = 0.0;                                                                           \
+        for (int64_t b = 0; b < n; b += 1024) {                                                       \
+            const int64_t e = b + 1024 < n ? b + 1024 : n;                                            \
+            float part[16] = {0};                                                                     \
+            int64_t i = b;                                                                            \
+            for (; i + 16 <= e; i += 16) {                                                            \
+                for (int j = 0; j < 16; ++j) {                                                        \
+                    const float w = x[i + j];                                                         \
+                    float q = ifix_##RN(ROUND(keep_tiny(w * inv, w)) + zf, w, zf, s);                 \
+                    q = q < lo ? lo : q;                                                              \
+                    q = q > hi ? hi : q;                                                              \
+                    const float d = w - (q - zf) * s;                                                 \
+                    part[j] += d * d;                                                                 \
+                }                                                                                     \
+            }                                                                                         \
+            for (; i < e; ++i) {                                                                      \
+                const float w = x[i];                                                                 \
+                float q = ifix_##RN(ROUND(keep_tiny(w * inv, w)) + zf, w, zf, s);                     \
+                q = q < lo ? lo : q;                                                                  \
+                q = q > hi ? hi : q;                                                                  \
+                const float d = w - (q - zf) * s;                                                     \
+                part[0] += d * d;                                                                     \
+            }                                                                                         \
+            for (int j = 0; j < 16; ++j) total += part[j];                                            \
+        }                                                                                             \
+        return total;                                                                                 \
+    }
+INT_SQERR(ne, rnd_ne)
+INT_SQERR(na, rnd_na)
+INT_SQERR(fl, rnd_fl)
+INT_SQERR(ce, rnd_ce)
+INT_SQERR(tz, rnd_tz)
+typedef double (*sqerr_fn)(const float *x, int64_t n, float s, int32_t z, float lo, float hi);
+static const sqerr_fn INT_SQERR_FN[5] = {int_sqerr_ne, int_sqerr_na, int_sqerr_fl, int_sqerr_ce, int_sqerr_tz};
+
 /* ----- exported entry points ------------------------------------------------------------------ */
 static int valid_rounding(int rounding) { return rounding >= 0 && rounding < 5; }
 
@@ -591,6 +633,20 @@ int64_t qs_mx_quant(const float *x, float *out, void *codes, uint8_t *scale_code
         case R_TOWARD_ZERO: return mx_tz(x, out, codes, scale_codes, r, f, int_elem, emax_elem, step_exp, elem_max, passthrough);
         default: return -1;
     }
+}
+
+/* out[t * P + p] = sum over row p of x (P rows of n finite values) of the squared error of the int format with
+ * scale[t * P + p] and zero point zp[t * P + p] (zp may be NULL), for candidates t in [t_begin, t_end). */
+int64_t qs_int_sq_err(const float *x, int64_t P, int64_t n, const float *scale, const int32_t *zp, int64_t t_begin,
+                      int64_t t_end, float qmin, float qmax, int rounding, double *out) {
+    if (!valid_rounding(rounding)) return -1;
+    const sqerr_fn f = INT_SQERR_FN[rounding];
+    for (int64_t t = t_begin; t < t_end; ++t)
+        for (int64_t p = 0; p < P; ++p) {
+            const int64_t k = t * P + p;
+            out[k] = f(x + p * n, n, scale[k], zp ? zp[k] : 0, qmin, qmax);
+        }
+    return 0;
 }
 
 int qs_abi_version(void) { return 1; }

@@ -64,7 +64,9 @@ def _load() -> ctypes.CDLL | None:
         lib.qs_int_dequant.argtypes = [p, ci, p, region, p, p]
         lib.qs_lut_dequant.argtypes = [p, ci, p, region, p, p]
         lib.qs_mx_quant.argtypes = [p, p, p, p, region, ffmt, ci, i32, i32, f32, ci, ci]
-        for name in ("qs_int_quant", "qs_float_quant", "qs_int_dequant", "qs_lut_dequant", "qs_mx_quant"):
+        lib.qs_int_sq_err.argtypes = [p, i64, i64, p, p, i64, i64, f32, f32, ci, p]
+        for name in ("qs_int_quant", "qs_float_quant", "qs_int_dequant", "qs_lut_dequant", "qs_mx_quant",
+                     "qs_int_sq_err"):
             getattr(lib, name).restype = i64
         _lib = lib
     except (ImportError, OSError, AttributeError) as exc:  # no compiler at install time: reference path
@@ -225,3 +227,28 @@ def mx_quant(x: torch.Tensor, layout: Layout, fmt: MXFormat, rounding: str, want
                _ptr(scodes), _REGION, ctypes.byref(f), int(int_elem), fmt.emax_elem, fmt.element_step_exp,
                float(elem.qmax if int_elem else elem.max_value), ROUNDING_CODES[rounding], int(passthrough))
     return values, codes, scodes, bad
+
+
+def int_sq_err(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, fmt: IntFormat,
+               rounding: str) -> torch.Tensor:
+    """Squared quantization error summed over each row of ``x`` (P, n) float32 (finite values), for
+    T candidate parameters ``scale`` / ``zero_point`` of shape (T, P): a (T, P) float64 tensor. One pass
+    per candidate with no intermediate tensor (the MSE range search's inner loop); candidates are split
+    over the threads."""
+    x = x.contiguous()
+    T, P = scale.shape
+    scale = scale.to(torch.float32).contiguous()
+    zp = None if zero_point is None else zero_point.to(torch.int32).contiguous()
+    out = torch.empty(T, P, dtype=torch.float64)
+    threads = max(1, min(torch.get_num_threads(), T, -(-(T * x.numel()) // MIN_ELEMENTS_PER_THREAD)))
+    cuts = [T * i // threads for i in range(threads + 1)]
+
+    def call(a: int, b: int) -> int:
+        return _lib.qs_int_sq_err(_ptr(x), P, x.shape[1], _ptr(scale), _ptr(zp), a, b, float(fmt.qmin),
+                                  float(fmt.qmax), ROUNDING_CODES[rounding], _ptr(out))
+
+    spans = [(a, b) for a, b in pairwise(cuts) if b > a]
+    results = [call(*spans[0])] if len(spans) == 1 else list(_executor(len(spans)).map(lambda ab: call(*ab), spans))
+    if any(r < 0 for r in results):
+        raise RuntimeError("quantscope kernel rejected its arguments (this is a bug; please report it)")
+    return out

@@ -212,6 +212,8 @@ class Recipe:
 def _builtin() -> dict[str, Recipe]:
     w8 = dict(weight_format=int8(), weight_granularity="channel")
     w8m = dict(w8, weight_calibrator="mse")
+    hybrid_tensor = LayerRule(**w8m, input_format=int8(symmetric=False), input_granularity="tensor",
+                              input_mode="dynamic", smooth_alpha=0.7)
     return {r.name: r for r in (
         Recipe("w8a8", LayerRule(**w8, input_format=int8(symmetric=False), input_granularity="tensor",
                                  input_mode="static", input_calibrator="mse"),
@@ -226,13 +228,14 @@ def _builtin() -> dict[str, Recipe]:
         Recipe("w8a8-smooth-dynamic", LayerRule(**w8, input_format=int8(), input_granularity="token",
                                                 input_mode="dynamic", smooth_alpha=0.7),
                description="SmoothQuant (alpha 0.7), int8 per-channel weights, int8 per-token dynamic activations"),
-        Recipe("w8a8-hybrid", LayerRule(**w8m, input_format=int8(symmetric=False), input_granularity="tensor",
-                                        input_mode="dynamic", smooth_alpha=0.7),
-               overrides=(("*.output.dense", LayerRule(**w8m, input_format=int8(), input_granularity="token",
-                                                       input_mode="dynamic", smooth_alpha=0.7)),),
-               description="BERT-style encoders, for ONNX Runtime speed: SmoothQuant (alpha 0.7), int8 per-channel "
-                           "MSE-calibrated weights; per-tensor dynamic int8 inputs (one fused kernel) where the input "
-                           "is a LayerNorm output, per-token int8 on the output projections (*.output.dense)"),
+        Recipe("w8a8-hybrid", hybrid_tensor,
+               overrides=(("*.attention.output.dense", hybrid_tensor),
+                          ("*.output.dense", LayerRule(**w8m, input_format=int8(), input_granularity="token",
+                                                       input_mode="dynamic"))),
+               description="BERT-style encoders, for ONNX Runtime speed: int8 per-channel MSE-calibrated weights; "
+                           "SmoothQuant (alpha 0.7) and per-tensor dynamic int8 inputs (one fused kernel) everywhere "
+                           "but the FFN down-projections (*.output.dense after the GELU), whose outlier tokens get "
+                           "per-token int8"),
         Recipe("w8", LayerRule(**w8), description="weight-only int8, per output channel"),
         Recipe("w4g128", LayerRule(weight_format=int4(), weight_granularity="group:128", weight_calibrator="mse"),
                description="weight-only int4, one scale per 128 inputs (MSE-calibrated)"),

@@ -33,7 +33,6 @@ from ..core.ops import fake_quantize, quantize
 from ..core.qtensor import QTensor
 from ..core.spec import QParams, QuantSpec
 from ..error.accumulate import SqnrAccumulator
-from ..error.metrics import error
 from ..nn.recipes import LayerRule, Recipe, get, pattern_matches
 from ..nn.wrap import layer_spec_for
 from ..report.progress import progress
@@ -361,6 +360,13 @@ class _Build:
                        self.input_qparams, self.opset)
 
 
+def _weight_sqnr_db(w: torch.Tensor, w_hat: torch.Tensor) -> float:
+    """SQNR (dB) of a weight tensor: float64 sums of w² and (w − ŵ)²."""
+    acc = SqnrAccumulator()
+    acc.add(w, w_hat)
+    return acc.sqnr_db
+
+
 def build(path_in: str | os.PathLike, recipe: str | Recipe, calib: Iterable[Any] | None = None,
           show_progress: bool = True) -> _Build:
     """Plan, calibrate (ONNX Runtime) and quantize the weights of the model at ``path_in``."""
@@ -384,7 +390,7 @@ def build(path_in: str | os.PathLike, recipe: str | Recipe, calib: Iterable[Any]
                 w = p.weight(model)
                 if p.site.weight_name not in weights:
                     weights[p.site.weight_name] = quantize(w, p.weight_spec, calibrator=p.rule.weight_calibrator)
-                layer.weight_sqnr_db = error(w, weights[p.site.weight_name].dequantize(), theory=False).sqnr_db
+                layer.weight_sqnr_db = _weight_sqnr_db(w, weights[p.site.weight_name].dequantize())
             layers.append(layer)
             advance(p.site.name)
     return _Build(model, plans, kept, opset, weights, input_qparams, layers, recipe, batches)
