@@ -434,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     _audio(sub)
     from .cli_image import add_parser as _image
     _image(sub)
+    from .cli_vectors import add_parser as _vectors
+    _vectors(sub)
     return p
 
 

@@ -1,0 +1,176 @@
+"""Question: at the same bytes per vector, does quantscope's vector quantization find the same neighbours
+as FAISS, as fast to train?
+
+Same run, same data, same training subset, same bytes per vector (8, 16, 32): ours (PQ, OPQ, residual
+with beam search, NEQ for inner product, SQ) vs faiss-cpu (IndexPQ, OPQMatrix+IndexPQ,
+IndexResidualQuantizer, IndexScalarQuantizer). Data: a seeded Gaussian mixture (base 100k x 128,
+1k queries) and MiniLM embeddings of standard-library docstring sentences (made offline by
+scripts/make_embeddings.py when the cache is missing). Metrics: k-recall@k (k = 1, 10) of exhaustive
+search over the codes against exact float search (L2 and inner product; no re-ranking), reconstruction
+MSE (mean ||x − x̂||²), train and encode time. FAISS and torch use the same number of threads.
+
+    python benchmarks/vq_vs_faiss.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_description, markdown_table  # noqa: E402
+
+from quantscope.vq import (  # noqa: E402
+    ADCIndex,
+    NormExplicitQuantizer,
+    OptimizedProductQuantizer,
+    ProductQuantizer,
+    ResidualQuantizer,
+    ScalarQuantizer,
+    exact_search,
+    gaussian_mixture,
+    recall_at_k,
+)
+from quantscope.vq.data import DEFAULT_CACHE, load_docstring_embeddings, make_docstring_embeddings  # noqa: E402
+
+
+def datasets(quick: bool, n_train: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    n_base = 20_000 if quick else 100_000
+    X = gaussian_mixture(n_base + 1000, 128, seed=0)
+    rng = np.random.default_rng(0)
+    base, queries = X[:n_base], X[n_base:]
+    out = {f"Gaussian mixture {n_base // 1000}k x 128": (base, queries, base[rng.choice(n_base, n_train, False)])}
+    if not DEFAULT_CACHE.exists():
+        make_docstring_embeddings(DEFAULT_CACHE)
+    E = load_docstring_embeddings()
+    perm = np.random.default_rng(1).permutation(len(E))
+    eq, eb = E[perm[:1000]], E[perm[1000:]]
+    out[f"MiniLM docstrings {len(eb) // 1000}k x 384"] = (eb, eq, eb[:n_train])
+    return out
+
+
+def ours(kind: str, nbytes: int, d: int):
+    if kind == "PQ":
+        return ProductQuantizer(nbytes, 8)
+    if kind == "OPQ":
+        return OptimizedProductQuantizer(nbytes, 8)
+    if kind == "RQ":
+        return ResidualQuantizer(nbytes, 8, beam_size=5)
+    if kind == "NEQ":
+        return NormExplicitQuantizer(ResidualQuantizer(nbytes - 1, 8, beam_size=5))
+    return ScalarQuantizer(8 * nbytes // d)
+
+
+def theirs(kind: str, nbytes: int, d: int, metric: str):
+    import faiss
+
+    mt = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    if kind == "PQ":
+        return faiss.IndexPQ(d, nbytes, 8, mt)
+    if kind == "OPQ":
+        return faiss.IndexPreTransform(faiss.OPQMatrix(d, nbytes), faiss.IndexPQ(d, nbytes, 8, mt))
+    if kind == "RQ":
+        return faiss.IndexResidualQuantizer(d, nbytes, 8, mt)
+    qt = faiss.ScalarQuantizer.QT_8bit if 8 * nbytes // d == 8 else faiss.ScalarQuantizer.QT_4bit
+    return faiss.IndexScalarQuantizer(d, qt, mt)
+
+
+def run_faiss(kind, nbytes, base, queries, train, truth):
+    d = base.shape[1]
+    row = {}
+    for metric in ("l2", "ip"):
+        idx = theirs(kind, nbytes, d, metric)
+        t0 = time.perf_counter()
+        idx.train(train)
+        tt = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        idx.add(base)
+        te = time.perf_counter() - t0
+        _, ids = idx.search(queries, 10)
+        row[metric] = (recall_at_k(ids, truth[metric], 1), recall_at_k(ids, truth[metric], 10))
+        if metric == "l2":
+            rec = idx.reconstruct_n(0, len(base))
+            row.update(train_s=tt, encode_s=te, mse=float(((base - rec) ** 2).sum(1).mean()))
+    return row
+
+
+def run_ours(kind, nbytes, base, queries, train, truth):
+    q = ours(kind, nbytes, base.shape[1])
+    t0 = time.perf_counter()
+    q.fit(train)
+    tt = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    codes = q.encode(base)
+    te = time.perf_counter() - t0
+    row = dict(train_s=tt, encode_s=te, mse=q.distortion(base) if kind != "NEQ" else None, bytes=q.bytes_per_vector)
+    for metric in ("l2", "ip"):
+        _, ids = ADCIndex(q, metric).add_codes(codes).search(queries, 10)
+        row[metric] = (recall_at_k(ids, truth[metric], 1), recall_at_k(ids, truth[metric], 10))
+    return row
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true", help="20k base, 8/16 bytes only (a few minutes on 2 cores)")
+    p.add_argument("--train", type=int, default=20_000, help="training vectors (same subset for FAISS)")
+    args = p.parse_args()
+    import faiss
+
+    threads = torch.get_num_threads()
+    faiss.omp_set_num_threads(threads)
+    budgets = (8, 16) if args.quick else (8, 16, 32)
+    cmd = "python benchmarks/vq_vs_faiss.py" + (" --quick" if args.quick else "") + f" --train {args.train}"
+    print("### vq_vs_faiss.py\n")
+    print(f"`{cmd}` — {cpu_description()['cpu']}, torch threads {threads}, faiss threads {threads}, "
+          f"faiss {faiss.__version__}; training subset {args.train} vectors for both; recall = k-recall@k of "
+          f"exhaustive code search vs exact float search (no re-ranking)\n")
+    met_recall, met_time = [], []
+    t_start = time.perf_counter()
+    for name, (base, queries, train) in datasets(args.quick, args.train).items():
+        d = base.shape[1]
+        truth = {m: exact_search(base, queries, 10, m)[1].numpy() for m in ("l2", "ip")}
+        rows = []
+        plan = [(k, b) for b in budgets for k in ("PQ", "OPQ", "RQ")] + [("SQ", d // 2), ("SQ", d)]
+        if d % 32:
+            plan = [(k, b) for k, b in plan if k == "SQ" or d % b == 0]
+        for kind, nbytes in plan:
+            if kind == "RQ" and nbytes > 16:
+                continue  # 32 sequential 128-d k-means stages are too slow for this run on 2 cores (both sides)
+            o = run_ours(kind, nbytes, base, queries, train, truth)
+            f = run_faiss(kind, nbytes, base, queries, train, truth)
+            rows.append([kind, nbytes, o["l2"][0], f["l2"][0], o["l2"][1], f["l2"][1], o["ip"][1], f["ip"][1],
+                         o["mse"], f["mse"], o["train_s"], f["train_s"], o["encode_s"], f["encode_s"]])
+            met_recall.append((f"{name} {kind} {nbytes}B L2", o["l2"][1], f["l2"][1]))
+            met_recall.append((f"{name} {kind} {nbytes}B IP", o["ip"][1], f["ip"][1]))
+            met_time.append((f"{name} {kind} {nbytes}B", o["train_s"], f["train_s"]))
+            if kind == "RQ" and nbytes > 1:
+                n = run_ours("NEQ", nbytes, base, queries, train, truth)
+                rows.append(["NEQ (1B norm + RQ)", nbytes, n["l2"][0], f["l2"][0], n["l2"][1], f["l2"][1],
+                             n["ip"][1], f["ip"][1], None, f["mse"], n["train_s"], f["train_s"], n["encode_s"],
+                             f["encode_s"]])
+        print(f"**{name}** ({len(base)} base, {len(queries)} queries)\n")
+        print(markdown_table(["method", "bytes", "R@1 L2 ours", "R@1 L2 faiss", "R@10 L2 ours", "R@10 L2 faiss",
+                              "R@10 IP ours", "R@10 IP faiss", "MSE ours", "MSE faiss", "train s ours",
+                              "train s faiss", "encode s ours", "encode s faiss"],
+                             [[("-" if v is None else v) if not isinstance(v, float) else round(v, 4) for v in r]
+                              for r in rows]))
+        print()
+    bad_r = [(n, o, f) for n, o, f in met_recall if o < f]
+    bad_t = [(n, o, f) for n, o, f in met_time if o > 2 * f]
+    print(f"- target recall@10 >= FAISS at every byte budget: {'met' if not bad_r else 'missed'} "
+          f"({len(met_recall) - len(bad_r)}/{len(met_recall)} comparisons"
+          + ("; below: " + "; ".join(f"{n} {o:.3f} vs {f:.3f}" for n, o, f in bad_r) if bad_r else "") + ")")
+    print(f"- target train time within 2x of FAISS: {'met' if not bad_t else 'missed'} "
+          f"({len(met_time) - len(bad_t)}/{len(met_time)}"
+          + ("; slower: " + "; ".join(f"{n} {o:.1f}s vs {f:.1f}s" for n, o, f in bad_t) if bad_t else "") + ")")
+    print(f"- total run time {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from quantscope.vq.kmeans import kmeans, kmeans_plusplus, sq_dists_min
+
+
+def blobs(n=3000, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(12, d, generator=g) * 4
+    return centers[torch.randint(0, 12, (n,), generator=g)] + torch.randn(n, d, generator=g)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_objective_never_increases(init):
+    res = kmeans(blobs(), 32, n_iter=30, init=init, seed=3)
+    h = res.inertia_history
+    assert len(h) == 31
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(h, h[1:], strict=False))
+    assert h[-1] < h[0]
+
+
+def test_labels_are_nearest_and_inertia_matches():
+    X = blobs()
+    res = kmeans(X, 16, n_iter=10, seed=0)
+    d = torch.cdist(X.double(), res.centroids.double()) ** 2
+    assert torch.equal(res.labels, d.argmin(1)) or (d.gather(1, res.labels[:, None]).squeeze(1) - d.min(1).values
+                                                     ).abs().max() < 1e-4
+    assert res.inertia == pytest.approx(float(d.min(1).values.sum()), rel=1e-4)
+
+
+def test_seeded_and_deterministic():
+    X = blobs().numpy()
+    a, b = kmeans(X, 20, seed=5), kmeans(X, 20, seed=5)
+    assert torch.equal(a.centroids, b.centroids)
+    assert not torch.equal(a.centroids, kmeans(X, 20, seed=6).centroids)
+
+
+def test_empty_cluster_repair():
+    # 40 points on 4 distinct locations, 8 centroids started on duplicated points: repairs are needed
+    X = torch.tensor([[0.0, 0], [10, 0], [0, 10], [10, 10]]).repeat(10, 1) + torch.randn(40, 2) * 0.01
+    init = X[:1].repeat(8, 1)
+    res = kmeans(X, 8, n_iter=10, init=init)
+    assert res.n_repaired > 0
+    counts = torch.bincount(res.labels, minlength=8)
+    assert int((counts > 0).sum()) >= 4
+    assert res.inertia < 0.05
+
+
+def test_minibatch_reaches_full_batch_quality():
+    X = blobs(6000)
+    full = kmeans(X, 12, n_iter=30, seed=0)
+    mini = kmeans(X, 12, n_iter=200, batch_size=512, seed=0)
+    assert mini.inertia <= full.inertia * 1.1
+
+
+def test_batched_equals_separate():
+    X = blobs(2000, 4)
+    Y = blobs(2000, 4, seed=1)
+    both = kmeans(torch.stack([X, Y]), 8, n_iter=5, init=torch.stack([X[:8], Y[:8]]))
+    one = kmeans(X, 8, n_iter=5, init=X[:8])
+    torch.testing.assert_close(both.centroids[0], one.centroids, rtol=1e-5, atol=1e-5)
+
+
+def test_kmeanspp_picks_distinct_points():
+    X = blobs(500)[None]
+    C = kmeans_plusplus(X, 30, torch.Generator().manual_seed(0))
+    assert torch.unique(C[0], dim=0).shape[0] == 30
+    lab, dist = sq_dists_min(X, C)
+    assert float(dist.min()) == 0.0
+
+
+def test_bad_arguments():
+    X = np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="at least as many training vectors as centroids"):
+        kmeans(X, 16)
+    with pytest.raises(ValueError, match="n_centroids"):
+        kmeans(X, 0)
+    with pytest.raises(ValueError, match="init"):
+        kmeans(X, 2, init="bogus")
+    with pytest.raises(ValueError, match="batch_size"):
+        kmeans(X, 2, batch_size=0)
