@@ -8,6 +8,7 @@
     print(qs.analyze_model(model, qmodel, batches).table())
 """
 
+from . import signal, vq  # qs.signal.adc(...), qs.vq.ProductQuantizer(...): numpy/torch only at import
 from .calibrate import (
     ACIQCalibrator,
     Calibrator,
@@ -71,6 +72,7 @@ from .onnx import analyze_onnx, bench_speed, export_onnx, quantize_onnx  # onnx/
 __version__ = "0.1.0"
 
 __all__ = [
+    "signal", "vq",
     "QuantSpec", "QParams", "QTensor", "quantize", "dequantize", "fake_quantize", "error", "ErrorReport",
     "IntFormat", "FixedFormat", "FloatFormat", "CodebookFormat", "MXFormat", "NF4_LEVELS",
     "integer", "int2", "int4", "int8", "int16", "uint8", "fixed", "minifloat", "fp16", "bf16", "fp8_e4m3",

@@ -124,6 +124,17 @@ def _measure(paths: dict[str, str], feeds: dict[str, dict[str, np.ndarray]], thr
     return times
 
 
+def compare_latency(paths: dict[str, str | os.PathLike], batch: Any, threads: int = 2, warmup: int = 5,
+                    repeats: int = 60, rounds: int = 20) -> dict[str, float]:
+    """Median latency (ms) of several ONNX models on the same input ``batch``, timed in alternation
+    (``rounds`` rounds, each running every model ``repeats / rounds`` times) so that slow phases of a
+    shared machine hit all of them alike; ratios of these medians are the fair speed-ups."""
+    names = {k: os.fspath(p) for k, p in paths.items()}
+    feeds = {k: feed(session(p, optimization="disable"), batch) for k, p in names.items()}
+    times = _measure(names, feeds, threads, warmup, repeats, rounds)
+    return {k: float(np.median(ts)) * 1e3 for k, ts in times.items()}
+
+
 def layer_kernels(optimized: Any, layer_names: list[str]) -> tuple[list[LayerStatus], list[str]]:
     """Classify each quantized layer by the nodes of ORT's optimized graph that carry its name (ORT keeps
     one original node name on a fused node; our rewrites name every node ``<layer>/...``)."""

@@ -8,7 +8,7 @@ import pytest
 
 from quantscope.cli import main
 from quantscope.onnx import quantize_onnx
-from quantscope.onnx.speed import annotate_layers, bench_speed, layer_kernels, read_layers
+from quantscope.onnx.speed import annotate_layers, bench_speed, compare_latency, layer_kernels, read_layers
 from tests.onnx.conftest import tiny_batches
 
 
@@ -52,6 +52,12 @@ def test_bench_speed_reports_every_layer(tiny_onnx, quantized):
     assert rep.output_sim_vs_ort_sqnr_db > 30
     assert not any(x.diverges for x in rep.layers if np.isfinite(x.sim_vs_ort_sqnr_db))
     assert rep.float_bytes > rep.quant_bytes
+
+
+def test_compare_latency_times_every_model(tiny_onnx, quantized):
+    ms = compare_latency({"float": tiny_onnx, "w8a8": quantized, "again": tiny_onnx}, tiny_batches(1)[0], threads=1,
+                         warmup=1, repeats=6, rounds=3)
+    assert set(ms) == {"float", "w8a8", "again"} and all(v > 0 for v in ms.values())
 
 
 def test_bench_speed_rejects_empty_input(tiny_onnx, quantized):
