@@ -63,6 +63,20 @@ class VQErrorReport:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "compression_ratio": self.compression_ratio}
 
+    def __str__(self) -> str:
+        used = sum(u.used for u in self.usage) / max(1, sum(u.size for u in self.usage))
+        perplexity = sum(u.perplexity for u in self.usage) / max(1, len(self.usage))
+        worst = max(range(self.dim), key=lambda i: self.per_dimension[i]) if self.per_dimension else 0
+        lines = [f"{self.name}: {self.n_vectors:,} vectors x {self.dim} dims, {self.bytes_per_vector} bytes/vector "
+                 f"({self.bits_per_dim:.3g} bits/dim, {self.compression_ratio:.1f}x smaller than float32)",
+                 f"  MSE {self.mse:.4g} per vector ({self.mse_per_dim:.4g} per dim), SQNR {self.sqnr_db:.2f} dB",
+                 f"  codes used {used:.1%}, mean perplexity {perplexity:.1f} per codebook",
+                 f"  worst dimension {worst}: MSE {self.per_dimension[worst]:.4g}" if self.per_dimension else ""]
+        if self.per_subspace:
+            j = max(range(len(self.per_subspace)), key=lambda i: self.per_subspace[i])
+            lines.append(f"  worst sub-space {j}: MSE {self.per_subspace[j]:.4g} (of {len(self.per_subspace)})")
+        return "\n".join(line for line in lines if line)
+
 
 def codebook_usage(codes: Any, n_levels: int | Sequence[int]) -> list[CodebookUsage]:
     """Usage statistics of every code column of (n, M) ``codes`` with ``n_levels`` possible codes each."""

@@ -74,3 +74,11 @@ def test_rate_sweep_points():
     assert [p.bits_per_dim for p in pts] == [1.0, 2.0]
     assert pts[1].mse < pts[0].mse
     assert all(p.rd_gaussian <= p.lloyd_max for p in pts)
+
+
+def test_error_report_prints_a_summary():
+    import quantscope as qs
+
+    X = qs.vq.gaussian_mixture(3000, 16, seed=0)
+    text = str(qs.vq.error_report(qs.vq.ProductQuantizer(4, 6).fit(X), X))
+    assert "3 bytes/vector" in text and "SQNR" in text and "worst sub-space" in text and "perplexity" in text
