@@ -346,8 +346,8 @@ def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: n
         g.node.append(helper.make_node("DynamicQuantizeLinear", [source], outs, name=namer(f"{base}/quantize")))
         cache[key] = (outs[0], outs[1], outs[2])
         return cache[key]
-    nm = {k: namer(f"{base}/{k}") for k in ("smoothed", "abs", "amax", "raw_step", "step", "scaled", "rounded",
-                                              "shifted", "codes")}
+    nm = {k: namer(f"{base}/{k}") for k in ("smoothed", "max", "min", "neg_min", "amax", "raw_step", "step",
+                                              "scaled", "rounded", "shifted", "codes")}
     c = {k: namer(f"{base}/{k}_const") for k in ("inv_qmax", "tiny", "offset", "axes", "inv_smooth")}
     g.initializer.extend([
         _float_tensor(c["inv_qmax"], np.array(1.0 / input_spec.format.qmax)),
@@ -360,15 +360,17 @@ def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: n
         g.initializer.append(_float_tensor(c["inv_smooth"], inv_smooth.reshape(-1)))
         new.append(helper.make_node("Mul", [x, c["inv_smooth"]], [nm["smoothed"]], name=nm["smoothed"]))
         source = nm["smoothed"]
-    if not per_token:
-        reduce = helper.make_node("ReduceMax", [nm["abs"]], [nm["amax"]], name=nm["amax"], keepdims=0)
-    elif opset >= 18:
-        reduce = helper.make_node("ReduceMax", [nm["abs"], c["axes"]], [nm["amax"]], name=nm["amax"], keepdims=1)
-    else:
-        reduce = helper.make_node("ReduceMax", [nm["abs"]], [nm["amax"]], name=nm["amax"], keepdims=1, axes=[-1])
+    # max|x| as max(max x, -min x): two read-only reductions, no |x| tensor written (cheaper than Abs + ReduceMax)
+    for op, key in (("ReduceMax", "max"), ("ReduceMin", "min")):
+        if not per_token:
+            new.append(helper.make_node(op, [source], [nm[key]], name=nm[key], keepdims=0))
+        elif opset >= 18:
+            new.append(helper.make_node(op, [source, c["axes"]], [nm[key]], name=nm[key], keepdims=1))
+        else:
+            new.append(helper.make_node(op, [source], [nm[key]], name=nm[key], keepdims=1, axes=[-1]))
     new += [
-        helper.make_node("Abs", [source], [nm["abs"]], name=nm["abs"]),
-        reduce,
+        helper.make_node("Neg", [nm["min"]], [nm["neg_min"]], name=nm["neg_min"]),
+        helper.make_node("Max", [nm["max"], nm["neg_min"]], [nm["amax"]], name=nm["amax"]),
         helper.make_node("Mul", [nm["amax"], c["inv_qmax"]], [nm["raw_step"]], name=nm["raw_step"]),
         helper.make_node("Max", [nm["raw_step"], c["tiny"]], [nm["step"]], name=nm["step"]),
     ]
