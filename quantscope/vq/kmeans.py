@@ -1,7 +1,8 @@
 """k-means codebook learning in torch (CPU, or wherever the data lives).
 
 Distances use ``||x||² − 2·x·c + ||c||²`` with one (batched) matrix multiply per chunk of rows, so the
-memory stays bounded (:data:`quantscope.vq.base.ENCODE_CHUNK_ELEMENTS` float32 values per chunk).
+memory stays bounded (a cache-sized block of about 2 MB of distances per chunk), and a staged arg-min that
+vectorizes on CPU (see :func:`_argmin_rows`).
 Several independent problems of the same shape (the sub-spaces of product quantization) run together as
 one batch ``(B, n, d)`` through ``torch.bmm``.
 
@@ -25,7 +26,11 @@ from typing import Any
 import torch
 
 from ..report.progress import progress as progress_bar
-from .base import as_matrix, chunk_rows
+from .base import as_matrix
+
+#: distances per chunk in :func:`sq_dists_min`: big enough that few (threaded) ops run per pass, small enough
+#: to stay near the CPU caches
+BLOCK_ELEMENTS = 1 << 20
 
 
 @dataclass
@@ -53,24 +58,54 @@ class KMeansResult:
                 "inertia_history": list(self.inertia_history), "n_iter": self.n_iter, "n_repaired": self.n_repaired}
 
 
-def sq_dists_min(X: torch.Tensor, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _argmin_rows(D: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest entry of every row of the contiguous (r, k) ``D``: (values, int64 indices).
+
+    The values are exactly ``D.min(1).values`` and the index points at an entry equal to that minimum. For
+    k a multiple of 32 (k >= 128) it runs in stages that vectorize well on CPU (torch's fused
+    min-with-index over a long row is several times slower): the (k/32, 32) view of a row is reduced
+    vertically to 32 lane minima, the lane of the smallest is found, then the k/32 entries of that lane.
+    Among exact ties the lowest lane (index mod 32) wins, then the lowest index.
+    """
+    r, k = D.shape
+    if k < 128 or k % 32:
+        m, i = D.min(dim=1)
+        return m, i
+    g = k // 32
+    lane = D.view(r, g, 32).amin(1).argmin(1)  # (r,)
+    pos = (torch.arange(r, device=D.device) * k)[:, None] + (torch.arange(g, device=D.device) * 32)[None, :]
+    sub = D.reshape(-1).take(pos + lane[:, None])  # (r, g): the winning lane's entries
+    m, j = sub.min(1)
+    return m, j * 32 + lane
+
+
+def sq_dists_min(X: torch.Tensor, C: torch.Tensor, xn: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid of every point: (labels (B, n) int64, squared distances (B, n) float32, >= 0).
 
-    ``X`` is (B, n, d), ``C`` is (B, k, d); computed in chunks of rows with ``torch.baddbmm``.
+    ``X`` is (B, n, d), ``C`` is (B, k, d); ``xn`` optionally the precomputed (B, n) squared norms of X.
+    Computed as ``||x||² − 2·x·c + ||c||²`` in chunks of rows whose (B, rows, k) block of distances stays
+    near cache size (:data:`BLOCK_ELEMENTS` float32 values, at least 256 rows), with one ``torch.bmm`` per
+    chunk and :func:`_argmin_rows`.
     """
     B, n, _ = X.shape
     k = C.shape[1]
-    cn = (C * C).sum(-1)  # (B, k)
-    Ct = C.transpose(1, 2)
+    cn = (C * C).sum(-1)[:, None, :]  # (B, 1, k)
+    Cm2 = (-2.0 * C).transpose(1, 2).contiguous()
+    if xn is None:
+        xn = (X * X).sum(-1)
     labels = torch.empty(B, n, dtype=torch.long, device=X.device)
     dists = torch.empty(B, n, dtype=torch.float32, device=X.device)
-    step = chunk_rows(B * k)
+    step = min(n, max(256, BLOCK_ELEMENTS // max(B * k, 1)))
+    buf = torch.empty(B, step, k, dtype=torch.float32, device=X.device)
     for s in range(0, n, step):
-        xs = X[:, s:s + step]
-        d = torch.baddbmm(cn[:, None, :], xs, Ct, alpha=-2.0)
-        m, i = d.min(dim=2)
-        labels[:, s:s + step] = i
-        dists[:, s:s + step] = (m + (xs * xs).sum(-1)).clamp_min_(0.0)
+        e = min(n, s + step)
+        D = buf if e - s == step else torch.empty(B, e - s, k, dtype=torch.float32, device=X.device)
+        torch.bmm(X[:, s:e], Cm2, out=D)
+        D += cn
+        m, i = _argmin_rows(D.view(-1, k))
+        labels[:, s:e] = i.view(B, -1)
+        dists[:, s:e] = (m.view(B, -1) + xn[:, s:e]).clamp_min_(0.0)
     return labels, dists
 
 
@@ -186,7 +221,8 @@ def kmeans(X: Any, n_centroids: int, *, n_iter: int = 25, init: Any = "k-means++
     rows = torch.arange(B, device=t.device)[:, None] * n_centroids
     with progress_bar(n_iter, "k-means", enabled=progress) as advance:
         if batch_size is None:
-            labels, dists = sq_dists_min(t, C)
+            xn = (t * t).sum(-1)
+            labels, dists = sq_dists_min(t, C, xn)
             history.append(float(dists.sum(dtype=torch.float64)))
             for _ in range(n_iter):
                 flat = (labels + rows).reshape(-1)
@@ -195,7 +231,7 @@ def kmeans(X: Any, n_centroids: int, *, n_iter: int = 25, init: Any = "k-means++
                 counts = torch.bincount(flat, minlength=B * n_centroids).reshape(B, n_centroids)
                 C = torch.where(counts[..., None] > 0, sums.reshape(C.shape) / counts.clamp_min(1)[..., None], C)
                 repaired += _repair(t, C, counts, dists)
-                labels, dists = sq_dists_min(t, C)
+                labels, dists = sq_dists_min(t, C, xn)
                 history.append(float(dists.sum(dtype=torch.float64)))
                 iters += 1
                 advance(f"objective {history[-1]:.4g}")

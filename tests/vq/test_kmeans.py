@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from quantscope.vq.kmeans import kmeans, kmeans_plusplus, sq_dists_min
+from quantscope.vq.kmeans import _argmin_rows, kmeans, kmeans_plusplus, sq_dists_min
 
 
 def blobs(n=3000, d=6, seed=0):
@@ -80,3 +80,42 @@ def test_bad_arguments():
         kmeans(X, 2, init="bogus")
     with pytest.raises(ValueError, match="batch_size"):
         kmeans(X, 2, batch_size=0)
+
+
+@pytest.mark.parametrize("k", [32, 128, 256, 200])
+def test_argmin_rows_matches_torch_min(k):
+    g = torch.Generator().manual_seed(k)
+    D = torch.randn(700, k, generator=g)
+    D[::7, 5] = D[::7].min(1).values  # exact ties: two entries share the row minimum
+    m, i = _argmin_rows(D)
+    assert torch.equal(m, D.min(1).values)
+    assert torch.equal(D.gather(1, i[:, None]).squeeze(1), m)  # the index points at a minimal entry
+
+
+def test_sq_dists_min_is_exact_nearest_for_256_centroids():
+    X = blobs(3000, 16)[None].repeat(2, 1, 1)
+    C = torch.randn(2, 256, 16, generator=torch.Generator().manual_seed(1)) * 3
+    lab, dist = sq_dists_min(X, C)
+    ref = ((X[:, :, None, :].double() - C[:, None].double()) ** 2).sum(-1)
+    best = ref.min(-1).values
+    assert float((ref.gather(2, lab[..., None]).squeeze(-1) - best).max()) < 1e-3
+    torch.testing.assert_close(dist.double(), best, rtol=1e-4, atol=1e-3)
+
+
+def test_objective_never_increases_with_many_centroids():
+    res = kmeans(blobs(4000, 8), 256, n_iter=12, init="random", seed=1)
+    h = res.inertia_history
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(h, h[1:], strict=False))
+    assert h[-1] < 0.8 * h[0]
+
+
+def test_batched_equals_separate_with_256_centroids():
+    # the product-quantization path: B sub-spaces in one bmm == each sub-space alone, same start
+    g = torch.Generator().manual_seed(4)
+    X = torch.stack([blobs(1500, 4, seed=s) for s in range(2)])
+    init = X[:, torch.randperm(1500, generator=g)[:256]]
+    both = kmeans(X, 256, n_iter=4, init=init)
+    for b in range(2):
+        one = kmeans(X[b], 256, n_iter=4, init=init[b])
+        torch.testing.assert_close(both.centroids[b], one.centroids, rtol=1e-5, atol=1e-5)
+        assert float((both.labels[b] != one.labels).float().mean()) < 1e-3
