@@ -3,8 +3,11 @@ then an atomic rename."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
+from typing import Any
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -27,3 +30,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` that strict JSON can hold: non-finite floats (inf, nan) become strings, tuples
+    become lists, dicts and lists are copied recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    """``data`` as indented strict JSON (see :func:`json_safe`), written atomically to ``path``."""
+    atomic_write_text(path, json.dumps(json_safe(data), indent=2))

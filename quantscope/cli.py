@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 
 def _write_json_atomic(path: str, data: object) -> None:
-    from ._files import atomic_write_text
+    from ._files import atomic_write_json
 
-    atomic_write_text(path, json.dumps(data, indent=2))
+    atomic_write_json(path, data)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -4,8 +4,6 @@ IMA ADPCM codec), print SQNR and ENOB, write the result and an HTML report."""
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 from typing import Any
@@ -61,11 +59,11 @@ def cmd_audio(args: argparse.Namespace) -> int:
     if args.html or args.json:
         curve = _rd_curve(result, args.quiet or not args.html, progress)
     if args.json:
-        from ._files import atomic_write_text
+        from ._files import atomic_write_json
 
         data = {"file": os.fspath(args.file), "input": audio.to_dict(), "result": result.to_dict(),
                 "rate_distortion": curve.to_dict() if curve is not None else None}
-        atomic_write_text(args.json, json.dumps(_clean(data), indent=2))
+        atomic_write_json(args.json, data)
         print(f"wrote {args.json}")
     if args.html:
         from .report.html import write_html
@@ -91,15 +89,6 @@ def _rd_curve(result: Any, quiet: bool, progress: Any) -> Any:
         return rate_distortion_sweep(x, quant, range(1, 17), step=step, name="uniform quantizer, channel 1",
                                      on_step=advance)
 
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _clean(w) for k, w in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(w) for w in v]
-    return v
 
 
 def add_parser(sub: Any) -> None:

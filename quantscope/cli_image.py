@@ -4,8 +4,6 @@ DCT coefficients; print PSNR and SSIM, write the result and an HTML report."""
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 import time
@@ -99,13 +97,13 @@ def cmd_image(args: argparse.Namespace) -> int:
                                                     method=args.method, space=args.space))
                 advance(k)
     if args.json:
-        from ._files import atomic_write_text
+        from ._files import atomic_write_json
 
         data = {"file": os.fspath(args.file), "shape": list(img.shape), "kind": kind, "rate": rate,
                 "result": result.to_dict(), "quality": q.to_dict(),
                 "rate_distortion": [c.to_dict() for c in curves],
                 "comparison": [list(r) for r in comparison] if comparison else None}
-        atomic_write_text(args.json, json.dumps(_clean(data), indent=2))
+        atomic_write_json(args.json, data)
         print(f"wrote {args.json}")
     if args.html:
         from .report.html import write_html
@@ -118,16 +116,6 @@ def cmd_image(args: argparse.Namespace) -> int:
         print(f"wrote {args.html}")
     return 0
 
-
-def _clean(v: Any) -> Any:
-    """JSON-safe copy: infinities and NaN as strings."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _clean(w) for k, w in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(w) for w in v]
-    return v
 
 
 def add_parser(sub: Any) -> None:

@@ -71,17 +71,10 @@ class ErrorReport:
         """The report as JSON (infinities as strings); written atomically to ``path`` when given."""
         import json
 
-        def clean(v: Any) -> Any:
-            if isinstance(v, float) and not math.isfinite(v):
-                return str(v)
-            if isinstance(v, dict):
-                return {k: clean(w) for k, w in v.items()}
-            return v
+        from .._files import atomic_write_text, json_safe
 
-        text = json.dumps(clean(self.to_dict()), indent=2)
+        text = json.dumps(json_safe(self.to_dict()), indent=2)
         if path is not None:
-            from .._files import atomic_write_text
-
             atomic_write_text(path, text)
         return text
 

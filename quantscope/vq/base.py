@@ -84,8 +84,9 @@ class BaseVectorQuantizer:
         raise NotImplementedError
 
     @property
-    def code_bits(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def code_bits(self) -> int:
+        """Bits of one code: the ``n_bits`` constructor argument (quantizers without one override this)."""
+        return int(self.n_bits)
 
     @property
     def n_codes_(self) -> int:  # pragma: no cover - abstract

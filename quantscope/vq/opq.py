@@ -75,10 +75,6 @@ class OptimizedProductQuantizer(BaseVectorQuantizer):
         self.progress = progress
 
     @property
-    def code_bits(self) -> int:
-        return int(self.n_bits)
-
-    @property
     def n_codes_(self) -> int:
         return int(self.n_subspaces)
 

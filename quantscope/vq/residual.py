@@ -205,10 +205,6 @@ class ResidualQuantizer(BaseVectorQuantizer):
         self.progress = progress
 
     @property
-    def code_bits(self) -> int:
-        return int(self.n_bits)
-
-    @property
     def n_codes_(self) -> int:
         return int(self.n_stages)
 

@@ -30,10 +30,6 @@ class VectorQuantizer(BaseVectorQuantizer):
         self.progress = progress
 
     @property
-    def code_bits(self) -> int:
-        return int(self.n_bits)
-
-    @property
     def n_codes_(self) -> int:
         return 1
 
