@@ -229,9 +229,8 @@ def _builtin() -> dict[str, Recipe]:
                                                 input_mode="dynamic", smooth_alpha=0.7),
                description="SmoothQuant (alpha 0.7), int8 per-channel weights, int8 per-token dynamic activations"),
         Recipe("w8a8-hybrid", hybrid_tensor,
-               overrides=(("*.attention.output.dense", hybrid_tensor),
-                          ("*.output.dense", LayerRule(**w8m, input_format=int8(), input_granularity="token",
-                                                       input_mode="dynamic"))),
+               overrides=((r"re:(.*\.)?layer\.\d+\.output\.dense",  # the FFN down-projection, not attention's
+                           LayerRule(**w8m, input_format=int8(), input_granularity="token", input_mode="dynamic")),),
                description="BERT-style encoders, for ONNX Runtime speed: int8 per-channel MSE-calibrated weights; "
                            "SmoothQuant (alpha 0.7) and per-tensor dynamic int8 inputs (one fused kernel) everywhere "
                            "but the FFN down-projections (*.output.dense after the GELU), whose outlier tokens get "
