@@ -54,7 +54,8 @@ from .core.formats import (
     nf4,
     uint8,
 )
-from .core.granularity import PerChannel, PerGroup, PerTensor, PerToken, per_channel, per_group, per_tensor, per_token
+from .core.granularity import (PerChannel, PerGroup, PerTensor, PerToken, PerTokenNormalized, per_channel, per_group,
+                               per_tensor, per_token, per_token_normalized)
 from .core.ops import dequantize, fake_quantize, quantize
 from .core.qtensor import QTensor
 from .core.rounding import ROUNDING_MODES
@@ -78,7 +79,8 @@ __all__ = [
     "integer", "int2", "int4", "int8", "int16", "uint8", "fixed", "minifloat", "fp16", "bf16", "fp8_e4m3",
     "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "mxfp8", "mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2",
     "mxfp6_e2m3", "mxfp4", "mxint8", "codebook", "nf4", "log2_codebook",
-    "PerTensor", "PerChannel", "PerGroup", "PerToken", "per_tensor", "per_channel", "per_group", "per_token",
+    "PerTensor", "PerChannel", "PerGroup", "PerToken", "PerTokenNormalized", "per_tensor", "per_channel", "per_group",
+    "per_token", "per_token_normalized",
     "ROUNDING_MODES", "Calibrator", "MinMaxCalibrator", "EMAMinMaxCalibrator", "PercentileCalibrator",
     "MSECalibrator", "KLCalibrator", "ACIQCalibrator", "LloydMaxCalibrator", "NotFittedError", "register_calibrator",
     "sweep_bits", "sweep_clipping", "calibration_uncertainty", "recipes", "Recipe", "LayerRule", "quantize_model",

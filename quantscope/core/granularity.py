@@ -12,7 +12,14 @@ per_tensor()         (1, numel, 1)                numel      (1, 1, 1)
 per_channel(axis)    around ``axis``              1          (1, C, 1)
 per_group(G, axis)   around ``axis``              G          (outer, ceil(C/G), inner)
 per_token()          around the last axis         C          (outer, 1, 1)
+per_token_normalized (1, numel, 1) after x/m_row  numel      (1, 1, 1)
 ==================  ==========================  =========  =========================
+
+``per_token_normalized()`` is two-level: every row of the last axis is first divided by its own
+``m = max|x_row|`` (computed at run time), the normalized tensor is quantized on one grid for the
+whole tensor (one scale and zero point), and the values are multiplied back by ``m``. The effective
+step of a row is ``m·Δ``, so rows of very different size each use their full range (as per-token)
+while the grid keeps a zero point and ONNX Runtime can run it as one fused dynamic int8 kernel.
 
 The user-facing parameter shape is ``()`` per tensor, ``(C,)`` per channel (as in
 ``torch.fake_quantize_per_channel_affine``) and the input shape with ``axis`` reduced to the number
@@ -190,8 +197,28 @@ class PerToken:
         return Layout(tuple(shape), outer, shape[-1], 1, shape[-1], outer, 1, tuple(shape[:-1]) + (1,))
 
 
-Granularity = PerTensor | PerChannel | PerGroup | PerToken
-GRANULARITY_CLASSES = {c.__name__: c for c in (PerTensor, PerChannel, PerGroup, PerToken)}
+@dataclass(frozen=True)
+class PerTokenNormalized:
+    """Rows of the last axis divided by their max|x| (at run time), then one scale (and zero point)
+    for the whole normalized tensor; see the module docstring. Activations only: the row maxima are
+    not part of the parameters, so it is used through ``fake_quantize`` (``quantize`` refuses it)."""
+
+    def layout(self, shape: tuple[int, ...]) -> Layout:
+        if len(shape) == 0:
+            raise ValueError("per_token_normalized needs a tensor with at least 1 dimension, got a 0-d scalar")
+        if shape[-1] == 0:
+            raise ValueError("per_token_normalized needs a non-empty last axis")
+        return PerTensor().layout(shape)
+
+    @staticmethod
+    def row_max(x: torch.Tensor) -> torch.Tensor:
+        """``max|x|`` of every row of the last axis (keepdim), at least float32's smallest normal so an
+        all-zero row divides to zeros. Shape: x's with the last axis 1."""
+        return x.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+
+
+Granularity = PerTensor | PerChannel | PerGroup | PerToken | PerTokenNormalized
+GRANULARITY_CLASSES = {c.__name__: c for c in (PerTensor, PerChannel, PerGroup, PerToken, PerTokenNormalized)}
 
 
 def per_tensor() -> PerTensor:
@@ -208,3 +235,7 @@ def per_group(size: int, axis: int = -1) -> PerGroup:
 
 def per_token() -> PerToken:
     return PerToken()
+
+
+def per_token_normalized() -> PerTokenNormalized:
+    return PerTokenNormalized()

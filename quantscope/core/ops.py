@@ -20,7 +20,7 @@ import torch
 from . import grid, kernels
 from .arrays import as_float_tensor, describe_nonfinite
 from .formats import CodebookFormat, FixedFormat, FloatFormat, Format, IntFormat, MXFormat
-from .granularity import Layout
+from .granularity import Layout, PerTokenNormalized
 from .qtensor import QTensor, _flat_layout, code_dtype
 from .scales import pow2
 from .spec import QParams, QuantSpec, as_spec
@@ -77,8 +77,15 @@ class _Prepared:
             mask = ~torch.isfinite(work)
             if bool(mask.any()):
                 self.nonfinite = mask
-        self.work = work
         self.clean = work if self.nonfinite is None else torch.where(self.nonfinite, 0.0, work)
+        self.row_max: torch.Tensor | None = None
+        if isinstance(spec.granularity, PerTokenNormalized):  # quantize x / max|x_row|, multiply back later
+            if self.nonfinite is None and spec.nonfinite == "error":
+                self.raise_nonfinite_in(work)  # before an Inf turns its whole row into NaN
+            self.row_max = spec.granularity.row_max(self.clean)
+            work = work / self.row_max
+            self.clean = work if self.nonfinite is None else torch.where(self.nonfinite, 0.0, work)
+        self.work = work
         self.checked = False  # have we already proven there is no NaN/Inf?
         fmt = spec.format
         self.scale: torch.Tensor | None = None
@@ -109,7 +116,11 @@ class _Prepared:
             self.checked = fitted_here
 
     def raise_nonfinite(self) -> None:
-        msg = describe_nonfinite(self.work)
+        self.raise_nonfinite_in(self.work)
+
+    @staticmethod
+    def raise_nonfinite_in(t: torch.Tensor) -> None:
+        msg = describe_nonfinite(t)
         if msg:
             raise ValueError(msg)
 
@@ -221,6 +232,9 @@ def quantize(x: Any, spec: QuantSpec | Format, *, calibrator: Any = None, qparam
     Guarantee: with round-to-nearest, every element inside the representable range is within half a
     local step of its reconstruction (Δ/2 for integer formats); see :func:`quantscope.error`.
     """
+    if isinstance(as_spec(spec).granularity, PerTokenNormalized):
+        raise ValueError("per_token_normalized codes need the run-time row maxima to mean anything, and a QTensor "
+                         "has no place for them: use qs.fake_quantize for such activations, or per_token()")
     p = _Prepared(x, spec, calibrator, qparams)
     codes, _ = _run(p, "codes", generator)
     nf_index = nf_value = None
@@ -283,6 +297,9 @@ def fake_quantize(x: Any, spec: QuantSpec | Format, *, calibrator: Any = None, q
     p = _Prepared(x, spec, calibrator, qparams)
     direct = out is not None and buf.dtype == torch.float32 and buf.device.type == "cpu" and buf.is_contiguous()
     values, _ = _run(p, "values", generator, buf if direct else None)
+    if p.row_max is not None:
+        values = values.reshape(p.layout.shape)
+        values.mul_(p.row_max.to(values.device))
     if out is not None:
         if values.data_ptr() != buf.data_ptr():
             buf.copy_(values.reshape(buf.shape))

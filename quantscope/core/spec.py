@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +19,8 @@ from .formats import (
     format_from_dict,
     format_to_dict,
 )
-from .granularity import GRANULARITY_CLASSES, Granularity, PerChannel, PerGroup, PerTensor, PerToken
+from .granularity import (GRANULARITY_CLASSES, Granularity, PerChannel, PerGroup, PerTensor, PerToken,
+                          PerTokenNormalized)
 from .rounding import normalize_rounding
 
 OVERFLOW_MODES = ("saturate", "wrap", "nonsaturating")
@@ -67,8 +69,9 @@ class QuantSpec:
         if not isinstance(fmt, (IntFormat, FixedFormat, FloatFormat, CodebookFormat, MXFormat)):
             raise TypeError(f"format must be a quantscope format such as qs.int8(), got {type(fmt).__name__}")
         gran = self.granularity if self.granularity is not None else _default_granularity(fmt)
-        if not isinstance(gran, (PerTensor, PerChannel, PerGroup, PerToken)):
-            raise TypeError(f"granularity must be qs.per_tensor(), per_channel(), per_group() or per_token(), "
+        if not isinstance(gran, (PerTensor, PerChannel, PerGroup, PerToken, PerTokenNormalized)):
+            raise TypeError(f"granularity must be qs.per_tensor(), per_channel(), per_group(), per_token() or "
+                            f"per_token_normalized(), "
                             f"got {type(gran).__name__}")
         object.__setattr__(self, "granularity", gran)
         object.__setattr__(self, "rounding", normalize_rounding(self.rounding))
@@ -83,6 +86,9 @@ class QuantSpec:
             if not (isinstance(gran, PerGroup) and gran.size == fmt.block_size):
                 raise ValueError(f"{fmt.name} shares one scale per block of {fmt.block_size}: use "
                                  f"granularity=qs.per_group({fmt.block_size}, axis=...) or leave it out")
+        if isinstance(gran, PerTokenNormalized) and (isinstance(fmt, FixedFormat) or not fmt.scaled):
+            raise ValueError(f"per_token_normalized quantizes rows divided by their max|x| on one fitted grid: it "
+                             f"needs a scaled format (e.g. qs.int8(symmetric=False)), not {fmt.name}")
         if self.scale_dtype not in SCALE_DTYPES:
             raise ValueError(f"scale_dtype must be one of {SCALE_DTYPES}, got {self.scale_dtype!r}")
         if self.nonfinite not in NONFINITE_MODES:
@@ -132,7 +138,7 @@ class QuantSpec:
 
     def __str__(self) -> str:
         gran = self.granularity
-        g = type(gran).__name__.replace("Per", "per_").lower()
+        g = re.sub(r"(?<!^)(?=[A-Z])", "_", type(gran).__name__).lower()
         args = ", ".join(f"{k}={getattr(gran, k)}" for k in gran.__dataclass_fields__)
         return f"{self.format.name} {g}({args}) {self.rounding} {self.overflow}"
 

@@ -30,10 +30,11 @@ CALIBRATOR_NAMES = ("minmax", "ema", "percentile", "mse", "kl", "aciq")
 
 def _check_granularity(text: str, what: str) -> None:
     parts = text.split(":")
-    ok = (parts[0] in ("tensor", "channel", "token") and len(parts) == 1) or (
+    names = ("tensor", "channel", "token") + (("token-norm",) if what == "input" else ())
+    ok = (parts[0] in names and len(parts) == 1) or (
         parts[0] == "group" and len(parts) == 2 and parts[1].isdigit() and int(parts[1]) > 0)
     if not ok:
-        raise ValueError(f"{what} granularity {text!r} is not one of tensor, channel, token, group:G")
+        raise ValueError(f"{what} granularity {text!r} is not one of {', '.join(names)}, group:G")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,11 @@ class LayerRule:
     keeps the input activation float. ``smooth_alpha`` (0..1) applies SmoothQuant before quantizing:
     the input is divided and the weight multiplied per input channel by
     ``s = max|x|^α / max|W|^(1−α)`` (see :mod:`quantscope.algorithms.smoothquant`); ``"auto"``
-    picks α per layer (Linear only) by the output error on the calibration data."""
+    picks α per layer (Linear only) by the output error on the calibration data.
+
+    Input granularity ``token-norm`` (Linear, dynamic): every token row is divided by its max|x|
+    and the normalized tensor gets one grid (per-token precision that ONNX Runtime still runs as one
+    fused dynamic int8 kernel; see :func:`quantscope.core.granularity.per_token_normalized`)."""
 
     weight_format: Format | None = None
     weight_granularity: str = "channel"
@@ -59,6 +64,9 @@ class LayerRule:
         _check_granularity(self.input_granularity, "input")
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {self.input_mode!r}")
+        if self.input_granularity == "token-norm" and self.input_mode != "dynamic":
+            raise ValueError("input granularity 'token-norm' divides each row by its max|x| at run time: it needs "
+                             "input_mode='dynamic'")
         for what, name in (("weight_calibrator", self.weight_calibrator), ("input_calibrator", self.input_calibrator)):
             if name not in CALIBRATOR_NAMES:
                 raise ValueError(f"{what} must be one of {CALIBRATOR_NAMES}, got {name!r}")
@@ -230,11 +238,12 @@ def _builtin() -> dict[str, Recipe]:
                description="SmoothQuant (alpha 0.7), int8 per-channel weights, int8 per-token dynamic activations"),
         Recipe("w8a8-hybrid", hybrid_tensor,
                overrides=((r"re:(.*\.)?layer\.\d+\.output\.dense",  # the FFN down-projection, not attention's
-                           LayerRule(**w8m, input_format=int8(), input_granularity="token", input_mode="dynamic")),),
+                           LayerRule(**w8m, input_format=int8(symmetric=False), input_granularity="token-norm",
+                                     input_mode="dynamic")),),
                description="BERT-style encoders, for ONNX Runtime speed: int8 per-channel MSE-calibrated weights; "
                            "SmoothQuant (alpha 0.7) and per-tensor dynamic int8 inputs (one fused kernel) everywhere "
                            "but the FFN down-projections (*.output.dense after the GELU), whose outlier tokens get "
-                           "per-token int8"),
+                           "token-normalized dynamic int8 (rows divided by their max|x|, then one fused kernel)"),
         Recipe("w8", LayerRule(**w8), description="weight-only int8, per output channel"),
         Recipe("w4g128", LayerRule(weight_format=int4(), weight_granularity="group:128", weight_calibrator="mse"),
                description="weight-only int4, one scale per 128 inputs (MSE-calibrated)"),

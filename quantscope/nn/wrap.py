@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.granularity import Granularity, per_channel, per_group, per_tensor, per_token
+from ..core.granularity import Granularity, per_channel, per_group, per_tensor, per_token, per_token_normalized
 from ..core.ops import fake_quantize
 from ..core.qtensor import QTensor
 from ..core.spec import QParams, QuantSpec
@@ -61,13 +61,16 @@ def weight_granularity(module: nn.Module, text: str) -> Granularity:
 
 def input_granularity_for(kind: str, text: str, channels: int) -> Granularity:
     """Resolve the input granularity: ``tensor``; ``token`` (Linear: one scale per row of the last
-    axis; Conv: one scale per pixel, across its ``channels``); ``group:G`` (Linear: along features;
-    Conv: along channels)."""
+    axis; Conv: one scale per pixel, across its ``channels``); ``token-norm`` (Linear: rows divided
+    by their max|x|, then one grid; see :func:`~quantscope.core.granularity.per_token_normalized`);
+    ``group:G`` (Linear: along features; Conv: along channels)."""
     if text == "tensor":
         return per_tensor()
     if kind == "Linear":
         if text == "token":
             return per_token()
+        if text == "token-norm":
+            return per_token_normalized()
         if text.startswith("group:"):
             return per_group(int(text.split(":")[1]), axis=-1)
     elif kind.startswith(("Conv", "ConvTranspose")):
@@ -75,7 +78,7 @@ def input_granularity_for(kind: str, text: str, channels: int) -> Granularity:
             return per_group(channels, axis=1)
         if text.startswith("group:"):
             return per_group(int(text.split(":")[1]), axis=1)
-    raise ValueError(f"input granularity {text!r} does not apply to a {kind} (use tensor, token or group:G)")
+    raise ValueError(f"input granularity {text!r} does not apply to a {kind} (use tensor, token, token-norm (Linear) or group:G)")
 
 
 def input_granularity(module: nn.Module, text: str) -> Granularity:

@@ -297,7 +297,7 @@ def activation_qdq(model: Any, site: WeightSite, spec: QuantSpec, qparams: QPara
 
 def check_dynamic(site: WeightSite, qt: QTensor, input_spec: QuantSpec) -> None:
     """Errors unless the site can run the per-token int8 path (see :func:`dynamic_input_codes`)."""
-    from ..core.granularity import PerChannel, PerTensor, PerToken
+    from ..core.granularity import PerChannel, PerTensor, PerToken, PerTokenNormalized
 
     wfmt, ifmt = qt.spec.format, input_spec.format
     ok_w = isinstance(wfmt, IntFormat) and wfmt.bits == 8 and wfmt.symmetric and wfmt.qmin < 0 and isinstance(
@@ -305,54 +305,98 @@ def check_dynamic(site: WeightSite, qt: QTensor, input_spec: QuantSpec) -> None:
     ok_i = isinstance(ifmt, IntFormat) and ifmt.bits == 8 and (
         (ifmt.symmetric and (ifmt.qmin, ifmt.qmax) == (-128, 127) and isinstance(input_spec.granularity,
                                                                                 (PerToken, PerTensor)))
-        or (not ifmt.symmetric and ifmt.qmax - ifmt.qmin == 255 and isinstance(input_spec.granularity, PerTensor)))
+        or (not ifmt.symmetric and ifmt.qmax - ifmt.qmin == 255
+            and isinstance(input_spec.granularity, (PerTensor, PerTokenNormalized))))
     if site.kind != "Linear" or not (ok_w and ok_i):
         raise ValueError(f"{site.name}: dynamic activation quantization in ONNX is per-token (or per-tensor) "
-                         f"symmetric int8, or per-tensor asymmetric int8/uint8 (DynamicQuantizeLinear) inputs with "
-                         f"symmetric int8 per-channel weights of a MatMul/Gemm; got "
-                         f"weights {qt.spec}, inputs {input_spec} on a {site.kind}")
+                         f"symmetric int8, or per-tensor / token-normalized asymmetric int8/uint8 "
+                         f"(DynamicQuantizeLinear) inputs with symmetric int8 per-channel weights of a MatMul/Gemm; "
+                         f"got weights {qt.spec}, inputs {input_spec} on a {site.kind}")
+
+
+@dataclass(frozen=True)
+class DynamicCodes:
+    """Tensor names of run-time int8 codes: ``codes`` (uint8), ``step`` (per tensor, or per row with
+    shape [..., 1]), ``zero_point`` (None: the constant 128) and ``row_scale`` (token-normalized
+    inputs: each row's max|x|, shape [..., 1], that the product is multiplied by; else None)."""
+
+    codes: str
+    step: str
+    zero_point: str | None
+    row_scale: str | None = None
+
+
+def _row_max_abs(x: str, base: str, per_token: bool, opset: int, namer: Namer, g: Any) -> tuple[list[Any], str]:
+    """Nodes computing ``max(max|x|, tiny)`` over the last axis (keepdims) or the whole tensor, as
+    max(max x, −min x): two read-only reductions, no |x| tensor written (cheaper than Abs + ReduceMax)."""
+    from onnx import helper, numpy_helper
+
+    nm = {k: namer(f"{base}/{k}") for k in ("max", "min", "neg_min", "amax", "safe_amax")}
+    axes, tiny = namer(f"{base}/axes_const"), namer(f"{base}/tiny_const")
+    g.initializer.extend([numpy_helper.from_array(np.array([-1], dtype=np.int64), axes),
+                          _float_tensor(tiny, np.array(np.finfo(np.float32).tiny))])
+    new = []
+    for op, key in (("ReduceMax", "max"), ("ReduceMin", "min")):
+        if not per_token:
+            new.append(helper.make_node(op, [x], [nm[key]], name=nm[key], keepdims=0))
+        elif opset >= 18:
+            new.append(helper.make_node(op, [x, axes], [nm[key]], name=nm[key], keepdims=1))
+        else:
+            new.append(helper.make_node(op, [x], [nm[key]], name=nm[key], keepdims=1, axes=[-1]))
+    new += [
+        helper.make_node("Neg", [nm["min"]], [nm["neg_min"]], name=nm["neg_min"]),
+        helper.make_node("Max", [nm["max"], nm["neg_min"]], [nm["amax"]], name=nm["amax"]),
+        helper.make_node("Max", [nm["amax"], tiny], [nm["safe_amax"]], name=nm["safe_amax"]),
+    ]
+    return new, nm["safe_amax"]
 
 
 def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: np.ndarray | None, namer: Namer,
-                        opset: int, cache: dict[tuple[Any, ...], tuple[str, str, str | None]], channels: int = 0
-                        ) -> tuple[str, str, str | None]:
+                        opset: int, cache: dict[tuple[Any, ...], DynamicCodes], channels: int = 0) -> DynamicCodes:
     """Per-token (or per-tensor) dynamic int8 codes of tensor ``x``, computed at run time:
     ``step = max(|x|) / 127`` per row, ``codes = round(x / step) + 128`` as uint8 (zero point 128:
     the symmetric int8 grid, in the u8 form x86 int8 kernels run fastest). ``inv_smooth``
     (SmoothQuant, shape (K,)) multiplies ``x`` first. An asymmetric per-tensor format uses ONNX's
     ``DynamicQuantizeLinear`` (uint8, scale and zero point from min/max including 0), which ONNX
-    Runtime fuses with the MatMulInteger that follows. From opset 21 the per-token codes come from
-    one blocked ``QuantizeLinear`` (block = the ``channels`` of a row). Returns (codes, step, zero
-    point) tensor names (zero point None: the constant 128); shared by every consumer of the tensor."""
+    Runtime fuses with the MatMulInteger that follows; a token-normalized one divides every row by
+    its max|x| first (``row_scale``, multiplied back after the product), so it runs through the same
+    fused kernel. From opset 21 the per-token codes come from one blocked ``QuantizeLinear`` (block =
+    the ``channels`` of a row). Shared by every consumer of the tensor."""
     from onnx import TensorProto as T
     from onnx import helper, numpy_helper
 
-    from ..core.granularity import PerToken
+    from ..core.granularity import PerToken, PerTokenNormalized
 
     per_token = isinstance(input_spec.granularity, PerToken)
+    normalized = isinstance(input_spec.granularity, PerTokenNormalized)
     asymmetric = not input_spec.format.symmetric
-    key = (x, per_token, asymmetric, None if inv_smooth is None else inv_smooth.tobytes())
+    key = (x, per_token, normalized, asymmetric, None if inv_smooth is None else inv_smooth.tobytes())
     if key in cache:
         return cache[key]
     g = model.graph
-    base = x + ("_token" if per_token else "_tensor")
+    base = x + ("_token" if per_token else "_token_normalized" if normalized else "_tensor")
     if asymmetric:
         source = x
         if inv_smooth is not None:
             inv_name, source = namer(f"{base}/inv_smooth_const"), namer(f"{base}/smoothed")
             g.initializer.append(_float_tensor(inv_name, inv_smooth.reshape(-1)))
             g.node.append(helper.make_node("Mul", [x, inv_name], [source], name=source))
+        row_scale = None
+        if normalized:
+            new, row_scale = _row_max_abs(source, base, True, opset, namer, g)
+            scaled = namer(f"{base}/normalized")
+            new.append(helper.make_node("Div", [source, row_scale], [scaled], name=scaled))
+            g.node.extend(new)
+            source = scaled
         outs = [namer(f"{base}/codes"), namer(f"{base}/step"), namer(f"{base}/zero_point")]
         g.node.append(helper.make_node("DynamicQuantizeLinear", [source], outs, name=namer(f"{base}/quantize")))
-        cache[key] = (outs[0], outs[1], outs[2])
+        cache[key] = DynamicCodes(outs[0], outs[1], outs[2], row_scale)
         return cache[key]
-    nm = {k: namer(f"{base}/{k}") for k in ("smoothed", "max", "min", "neg_min", "amax", "raw_step", "step",
-                                              "scaled", "rounded", "shifted", "codes")}
-    c = {k: namer(f"{base}/{k}_const") for k in ("inv_qmax", "tiny", "offset", "axes", "inv_smooth")}
+    nm = {k: namer(f"{base}/{k}") for k in ("smoothed", "raw_step", "step", "scaled", "rounded", "shifted", "codes")}
+    c = {k: namer(f"{base}/{k}_const") for k in ("inv_qmax", "tiny", "offset", "inv_smooth")}
     g.initializer.extend([
         _float_tensor(c["inv_qmax"], np.array(1.0 / input_spec.format.qmax)),
         _float_tensor(c["tiny"], np.array(np.finfo(np.float32).tiny)), _float_tensor(c["offset"], np.array(128.0)),
-        numpy_helper.from_array(np.array([-1], dtype=np.int64), c["axes"]),
     ])
     new = []
     source = x
@@ -360,18 +404,9 @@ def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: n
         g.initializer.append(_float_tensor(c["inv_smooth"], inv_smooth.reshape(-1)))
         new.append(helper.make_node("Mul", [x, c["inv_smooth"]], [nm["smoothed"]], name=nm["smoothed"]))
         source = nm["smoothed"]
-    # max|x| as max(max x, -min x): two read-only reductions, no |x| tensor written (cheaper than Abs + ReduceMax)
-    for op, key in (("ReduceMax", "max"), ("ReduceMin", "min")):
-        if not per_token:
-            new.append(helper.make_node(op, [source], [nm[key]], name=nm[key], keepdims=0))
-        elif opset >= 18:
-            new.append(helper.make_node(op, [source, c["axes"]], [nm[key]], name=nm[key], keepdims=1))
-        else:
-            new.append(helper.make_node(op, [source], [nm[key]], name=nm[key], keepdims=1, axes=[-1]))
-    new += [
-        helper.make_node("Neg", [nm["min"]], [nm["neg_min"]], name=nm["neg_min"]),
-        helper.make_node("Max", [nm["max"], nm["neg_min"]], [nm["amax"]], name=nm["amax"]),
-        helper.make_node("Mul", [nm["amax"], c["inv_qmax"]], [nm["raw_step"]], name=nm["raw_step"]),
+    reduce_nodes, amax = _row_max_abs(source, base, per_token, opset, namer, g)
+    new += reduce_nodes + [
+        helper.make_node("Mul", [amax, c["inv_qmax"]], [nm["raw_step"]], name=nm["raw_step"]),
         helper.make_node("Max", [nm["raw_step"], c["tiny"]], [nm["step"]], name=nm["step"]),
     ]
     if per_token and opset >= 21 and channels > 0:  # one fused kernel: round(x / step) + 128, saturated
@@ -384,7 +419,7 @@ def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: n
                              block_size=channels),
         ]
         g.node.extend(new)
-        cache[key] = (nm["codes"], nm["step"], None)
+        cache[key] = DynamicCodes(nm["codes"], nm["step"], None)
         return cache[key]
     new += [
         helper.make_node("Div", [source, nm["step"]], [nm["scaled"]], name=nm["scaled"]),
@@ -393,15 +428,15 @@ def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: n
         helper.make_node("Cast", [nm["shifted"]], [nm["codes"]], name=nm["codes"], to=T.UINT8),
     ]
     g.node.extend(new)
-    cache[key] = (nm["codes"], nm["step"], None)
+    cache[key] = DynamicCodes(nm["codes"], nm["step"], None)
     return cache[key]
 
 
-def dynamic_matmul(model: Any, site: WeightSite, qt: QTensor, codes: str, step: str, zero_point: str | None,
-                   namer: Namer) -> None:
-    """Replace a MatMul/Gemm by ``MatMulInteger(codes, W_int8, zp) · step · scale_w (+ bias)``; the
-    input codes come from :func:`dynamic_input_codes`. With a per-tensor step the two scales are
-    multiplied first (the pattern ONNX Runtime fuses into one DynamicQuantizeMatMul kernel)."""
+def dynamic_matmul(model: Any, site: WeightSite, qt: QTensor, dyn: DynamicCodes, namer: Namer) -> None:
+    """Replace a MatMul/Gemm by ``MatMulInteger(codes, W_int8, zp) · step · scale_w (· row_scale)
+    (+ bias)``; the input codes come from :func:`dynamic_input_codes`. With a per-tensor step the two
+    scales are multiplied first (the pattern ONNX Runtime fuses into one DynamicQuantizeMatMul kernel)."""
+    codes, step, zero_point = dyn.codes, dyn.step, dyn.zero_point
     from onnx import TensorProto as T
     from onnx import helper, numpy_helper
 
@@ -411,7 +446,8 @@ def dynamic_matmul(model: Any, site: WeightSite, qt: QTensor, codes: str, step: 
         wcodes = wcodes.T
     base = site.name
     w_name, ws_name = namer(site.weight_name + "_quantized"), namer(site.weight_name + "_scale")
-    nm = {k: namer(f"{base}/{k}") for k in ("acc", "accf", "rescaled", "out", "bias", "scales", "input_zero_point")}
+    nm = {k: namer(f"{base}/{k}") for k in ("acc", "accf", "rescaled", "out", "bias", "scales", "input_zero_point",
+                                              "tensor_scaled")}
     g.initializer.extend([
         numpy_helper.from_array(np.ascontiguousarray(wcodes.astype(np.int8)), w_name),
         _float_tensor(ws_name, np.asarray(scale, dtype=np.float32).reshape(-1)),
@@ -428,7 +464,12 @@ def dynamic_matmul(model: Any, site: WeightSite, qt: QTensor, codes: str, step: 
     scaled = final if bias is None else nm["out"]
     if zero_point != nm["input_zero_point"]:  # per-tensor step: one Mul by step·scale_w
         new.append(helper.make_node("Mul", [step, ws_name], [nm["scales"]], name=nm["scales"]))
-        new.append(helper.make_node("Mul", [nm["accf"], nm["scales"]], [scaled], name=nm["out"]))
+        if dyn.row_scale is None:
+            new.append(helper.make_node("Mul", [nm["accf"], nm["scales"]], [scaled], name=nm["out"]))
+        else:
+            new.append(helper.make_node("Mul", [nm["accf"], nm["scales"]], [nm["tensor_scaled"]],
+                                        name=nm["tensor_scaled"]))
+            new.append(helper.make_node("Mul", [nm["tensor_scaled"], dyn.row_scale], [scaled], name=nm["out"]))
     else:
         new.append(helper.make_node("Mul", [nm["accf"], step], [nm["rescaled"]], name=nm["rescaled"]))
         new.append(helper.make_node("Mul", [nm["rescaled"], ws_name], [scaled], name=nm["out"]))

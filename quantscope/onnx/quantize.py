@@ -39,6 +39,7 @@ from ..report.progress import progress
 from . import graph as G
 from .calibrate import feed, run_collect, session
 from .qdq import (
+    DynamicCodes,
     WeightSite,
     activation_qdq,
     check_dynamic,
@@ -290,16 +291,16 @@ def rewrite(model: Any, plans: list[_Plan], weights: dict[str, QTensor], input_q
     producer = _fusable_producers(model)
     dq_cache: dict[str, str] = {}
     act_cache: dict[tuple[Any, ...], Any] = {}
-    dyn_cache: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
+    dyn_cache: dict[tuple[Any, ...], DynamicCodes] = {}
     for p in plans:
         site = p.site
         qt = weights.get(site.weight_name)
         if p.input_spec is not None and p.rule.input_mode == "dynamic":
             check_dynamic(site, qt, p.input_spec)
             inv = None if p.smooth is None else (1.0 / p.smooth).astype(np.float32)
-            codes, step, zp = dynamic_input_codes(model, site.node.input[0], p.input_spec, inv, namer, opset,
-                                                  dyn_cache, site.channels)
-            dynamic_matmul(model, site, qt, codes, step, zp, namer)
+            dyn = dynamic_input_codes(model, site.node.input[0], p.input_spec, inv, namer, opset, dyn_cache,
+                                      site.channels)
+            dynamic_matmul(model, site, qt, dyn, namer)
             continue
         if qt is not None:
             if site.weight_name in dq_cache:

@@ -48,3 +48,49 @@ def test_granularity_errors():
         qs.per_channel("0").layout((3,))
     with pytest.raises(TypeError, match="granularity"):
         qs.QuantSpec(qs.int8(), granularity="per_tensor")
+
+
+def _token_norm_spec(fmt=None):
+    return qs.QuantSpec(fmt or qs.int8(symmetric=False), granularity=qs.per_token_normalized())
+
+
+def test_per_token_normalized_is_rows_scaled_onto_one_grid():
+    """Each row divided by its max|x|, one asymmetric grid for the whole normalized tensor, and
+    multiplied back: equal to doing those steps by hand, and every element within half a row step."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 9, 48, generator=g) * torch.logspace(-4, 3, 45).reshape(5, 9, 1)  # 7 decades of row sizes
+    x[1, 4] = 0.0  # an all-zero row stays exactly zero
+    got = qs.fake_quantize(x, _token_norm_spec())
+    m = x.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    flat = qs.quantize(x / m, qs.int8(symmetric=False))
+    assert torch.equal(got, flat.dequantize() * m)
+    assert torch.equal(got[1, 4], torch.zeros(48))
+    # |x - Q(x)| <= m_row * Δ / 2 (+ float rounding of the division and the products)
+    step = float(flat.scale)
+    assert bool(((x - got).abs() <= m * step * (0.5 + 1e-5)).all())
+    # rows 7 decades apart all keep ~8-bit relative precision (a per-tensor grid would zero the small ones)
+    rel = (x - got).abs().amax(-1) / m.squeeze(-1)
+    assert float(rel.max()) <= step / 2 * (1 + 1e-5)
+
+
+def test_per_token_normalized_out_gradient_and_errors():
+    x = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
+    spec = _token_norm_spec()
+    ref = qs.fake_quantize(x, spec)
+    buf = torch.empty_like(x)
+    assert qs.fake_quantize(x, spec, out=buf) is buf and torch.equal(buf, ref)
+    xg = x.clone().requires_grad_(True)
+    qs.fake_quantize(xg, spec).sum().backward()
+    assert torch.equal(xg.grad, torch.ones_like(x))  # max|x| rows never clip: straight-through everywhere
+    with pytest.raises(ValueError, match="fake_quantize"):
+        qs.quantize(x, spec)
+    bad = x.clone()
+    bad[2, 5] = float("inf")
+    with pytest.raises(ValueError, match="1 Inf"):
+        qs.fake_quantize(bad, spec)
+    with pytest.raises(ValueError, match="scaled format"):
+        qs.QuantSpec(qs.fp16(), granularity=qs.per_token_normalized())
+    with pytest.raises(ValueError, match="0-d"):
+        qs.fake_quantize(torch.tensor(1.0), spec)
+    assert qs.QuantSpec.from_dict(spec.to_dict()) == spec
+    assert "per_token_normalized" in str(spec)

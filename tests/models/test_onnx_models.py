@@ -40,7 +40,7 @@ def test_minilm_hybrid_recipe_in_onnx_runtime(minilm_onnx, tmp_path):
     out = tmp_path / "hybrid.onnx"
     res = quantize_onnx(path, out, "w8a8-hybrid", calib=onnx_batches(tok, calibration_sentences()[:128]),
                         show_progress=False, analyze=False)
-    assert len(res.layers) == 37 and res.opset == 21
+    assert len(res.layers) == 37 and res.opset < 21  # no blocked QuantizeLinear: the exported opset suffices
     ref = onnx_embed(session(path), tok, heldout_sentences())
     got = onnx_embed(session(str(out)), tok, heldout_sentences())
     cos = (ref * got).sum(1)

@@ -111,3 +111,32 @@ def test_mlp_with_flat_float_input_keeps_features_fixed(tmp_path):
     got = ort_run(res.path, {res.input_names[0]: x.numpy()})[0]
     with torch.no_grad():
         assert np.abs(got - mlp(x).numpy()).max() < 1e-5
+
+
+def test_hybrid_recipe_runs_every_linear_as_one_fused_int8_kernel(tiny_bert, tmp_path):
+    """w8a8-hybrid's token-normalized FFN inputs (x / max|x_row| → DynamicQuantizeLinear) fuse like its
+    per-tensor ones: ORT's optimized graph keeps no bare MatMulInteger, QuantizeLinear or float MatMul
+    on a weight, and every Linear runs as DynamicQuantizeMatMul / MatMulIntegerToFloat."""
+    import collections
+
+    import onnxruntime as ort
+
+    calib = [bert_batch(4, 12, seed=s) for s in range(2)]
+    qm = qs.quantize_model(tiny_bert, "w8a8-hybrid", calib=calib, show_progress=False)
+    res = export_onnx(qm, bert_batch(2, 8, pad=False), tmp_path / "q.onnx")
+    ops = collections.Counter(n.op_type for n in onnx.load(res.path).graph.node)
+    assert ops["Div"] >= 2 and ops["DynamicQuantizeLinear"] >= 2  # the two FFN-down inputs, normalized
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(res.path, so, providers=["CPUExecutionProvider"])
+    opt = collections.Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in tiny_bert.modules())  # 12 in the encoder + pooler
+    assert opt["DynamicQuantizeMatMul"] + opt["MatMulIntegerToFloat"] == n_linear
+    assert opt["MatMulInteger"] == 0 and opt["QuantizeLinear"] == 0
+
+
+def test_token_norm_inputs_are_dynamic_only():
+    with pytest.raises(ValueError, match="input_mode='dynamic'"):
+        qs.LayerRule(weight_format=qs.int8(), input_format=qs.int8(symmetric=False), input_granularity="token-norm")
+    with pytest.raises(ValueError, match="weight granularity"):
+        qs.LayerRule(weight_format=qs.int8(), weight_granularity="token-norm")
