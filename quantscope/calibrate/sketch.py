@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import torch
 
+from ..core import kernels
+
+KERNEL_MIN_VALUES = 4096  # below this the torch path's fixed costs are as small as the kernel call's
 MIN_EXP = -120  # R never drops below 2^-120 (all-zero groups)
 DEFAULT_BINS = 2048
 DEFAULT_RAW_LIMIT = 1024
@@ -76,6 +79,9 @@ class GroupSketch:
         x = rows.to(torch.float32)
         scale = torch.ldexp(torch.ones(self.n_groups, dtype=torch.float32),
                             (self.bins.bit_length() - 2 - self.exp).to(torch.float32))
+        if kernels.on_cpu(x) and x.numel() >= KERNEL_MIN_VALUES:  # one pass, same counts
+            self.counts += kernels.hist_count(x, scale, self.bins)
+            return
         t = x * scale[:, None]
         f = torch.floor(t)
         if bool((scale < 1).any()):  # only a scale below 1 can underflow a nonzero value

@@ -649,6 +649,62 @@ int64_t qs_int_sq_err(const float *x, int64_t P, int64_t n, const float *scale, 
     return 0;
 }
 
+/* Histogram counts of the sketch (calibrate/sketch.py): row p of x (P rows of n values, row stride
+ * ld) adds one count to bin floor(x * scale[p]) + bins/2 of counts[p * bins ...], columns [c_begin,
+ * c_end). scale[p] = bins / (2R) is a power of two with |x| < R, so the product is exact and the bin
+ * in range; a negative value whose product underflows to -0/0 goes to bin -1 + bins/2 (as the torch
+ * path). NaN is skipped; the return value is how many were. One pass, no intermediate tensor. */
+static inline int64_t hist_bin(float v, float s, int64_t half, int64_t bins) {
+    const float lim = (float)(half + 1);  /* |t| < bins/2 by construction; the clamp keeps the cast defined */
+    const float t = v * s;
+    const float tc = t < -lim ? -lim : (t > lim ? lim : t);
+    const int32_t tr = (int32_t)tc;  /* truncation, then one step down for negative fractions: floor */
+    int64_t k = (int64_t)(tr - ((float)tr > tc)) + half;
+    if (t == 0.0f && v < 0.0f) k = half - 1;
+    return k < 0 ? 0 : (k >= bins ? bins - 1 : k);
+}
+
+int64_t qs_hist_count(const float *x, int64_t P, int64_t ld, int64_t c_begin, int64_t c_end, const float *scale,
+                      int64_t bins, int64_t *counts) {
+    /* four interleaved sub-histograms: runs of equal bins would otherwise serialize on one counter */
+    int64_t *sub = (int64_t *)calloc((size_t)(4 * bins), sizeof(int64_t));
+    if (!sub) return -1;
+    int64_t skipped = 0;
+    const int64_t half = bins / 2;
+    for (int64_t p = 0; p < P; ++p) {
+        const float *row = x + p * ld;
+        const float s = scale[p];
+        int64_t i = c_begin;
+        for (; i + 4 <= c_end; i += 4) {
+            const float v0 = row[i], v1 = row[i + 1], v2 = row[i + 2], v3 = row[i + 3];
+            if (v0 != v0 || v1 != v1 || v2 != v2 || v3 != v3) {
+                for (int j = 0; j < 4; ++j) {
+                    const float v = row[i + j];
+                    if (v != v) ++skipped;
+                    else ++sub[j * bins + hist_bin(v, s, half, bins)];
+                }
+                continue;
+            }
+            ++sub[hist_bin(v0, s, half, bins)];
+            ++sub[bins + hist_bin(v1, s, half, bins)];
+            ++sub[2 * bins + hist_bin(v2, s, half, bins)];
+            ++sub[3 * bins + hist_bin(v3, s, half, bins)];
+        }
+        for (; i < c_end; ++i) {
+            const float v = row[i];
+            if (v != v) ++skipped;
+            else ++sub[hist_bin(v, s, half, bins)];
+        }
+        int64_t *c = counts + p * bins;
+        for (int64_t k = 0; k < bins; ++k) {
+            c[k] += sub[k] + sub[bins + k] + sub[2 * bins + k] + sub[3 * bins + k];
+            sub[k] = sub[bins + k] = sub[2 * bins + k] = sub[3 * bins + k] = 0;
+        }
+    }
+    free(sub);
+    return skipped;
+}
+
 int qs_abi_version(void) { return 1; }
 
 /* A real (empty) extension module so the shared library builds and imports like any other. */

@@ -65,8 +65,9 @@ def _load() -> ctypes.CDLL | None:
         lib.qs_lut_dequant.argtypes = [p, ci, p, region, p, p]
         lib.qs_mx_quant.argtypes = [p, p, p, p, region, ffmt, ci, i32, i32, f32, ci, ci]
         lib.qs_int_sq_err.argtypes = [p, i64, i64, p, p, i64, i64, f32, f32, ci, p]
+        lib.qs_hist_count.argtypes = [p, i64, i64, i64, i64, p, i64, p]
         for name in ("qs_int_quant", "qs_float_quant", "qs_int_dequant", "qs_lut_dequant", "qs_mx_quant",
-                     "qs_int_sq_err"):
+                     "qs_int_sq_err", "qs_hist_count"):
             getattr(lib, name).restype = i64
         _lib = lib
     except (ImportError, OSError, AttributeError) as exc:  # no compiler at install time: reference path
@@ -251,4 +252,30 @@ def int_sq_err(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | 
     results = [call(*spans[0])] if len(spans) == 1 else list(_executor(len(spans)).map(lambda ab: call(*ab), spans))
     if any(r < 0 for r in results):
         raise RuntimeError("quantscope kernel rejected its arguments (this is a bug; please report it)")
+    return out
+
+
+def hist_count(rows: torch.Tensor, scale: torch.Tensor, bins: int) -> torch.Tensor:
+    """Bin counts (P, bins) int64 of ``rows`` (P, n) float32: value x of row p goes to bin
+    ``floor(x · scale[p]) + bins/2`` (``scale[p]`` a power of two that maps the row into the bins; a
+    negative value whose product underflows counts in the bin below zero); NaN is skipped. The
+    columns are split over the threads, each with its own counts, summed at the end."""
+    rows = rows.contiguous()
+    P, n = rows.shape
+    scale = scale.to(torch.float32).contiguous()
+    threads = max(1, min(torch.get_num_threads(), -(-rows.numel() // MIN_ELEMENTS_PER_THREAD)))
+    cuts = [n * i // threads for i in range(threads + 1)]
+    spans = [(a, b) for a, b in pairwise(cuts) if b > a]
+    parts = [torch.zeros(P, bins, dtype=torch.int64) for _ in spans]
+
+    def call(k: int) -> int:
+        a, b = spans[k]
+        return _lib.qs_hist_count(_ptr(rows), P, n, a, b, _ptr(scale), bins, _ptr(parts[k]))
+
+    results = [call(0)] if len(spans) == 1 else list(_executor(len(spans)).map(call, range(len(spans))))
+    if any(r < 0 for r in results):
+        raise MemoryError("quantscope kernel could not allocate its histogram buffers")
+    out = parts[0]
+    for extra in parts[1:]:
+        out += extra
     return out

@@ -25,6 +25,10 @@ from .qtensor import QTensor, _flat_layout, code_dtype
 from .scales import pow2
 from .spec import QParams, QuantSpec, as_spec
 
+# A histogram calibrator named by string and fitted on this one tensor keeps groups of up to this many
+# values exact (a weight row of up to 64k inputs): the range search then evaluates the true error.
+EXACT_GROUP_LIMIT = 1 << 16
+
 
 # ------------------------------------------------------------------------------------ parameters
 def _check_qparams(qp: QParams, spec: QuantSpec, layout: Layout, device: torch.device
@@ -110,6 +114,10 @@ class _Prepared:
 
             cal = resolve_calibrator(calibrator, spec)
             fitted_here = not cal.is_fitted
+            per_group = layout.numel // max(1, layout.n_params)
+            if (fitted_here and isinstance(calibrator, str) and hasattr(cal, "raw_limit")
+                    and per_group <= EXACT_GROUP_LIMIT):
+                cal.raw_limit = max(cal.raw_limit, per_group)  # seen once: search on the exact values, not bins
             if fitted_here:
                 cal.update(self.clean)  # raises on NaN/Inf (unless nonfinite='propagate')
             self.scale, self.zero_point = _check_qparams(cal.qparams(), spec, layout, work.device)

@@ -17,9 +17,12 @@ _NP_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int
 
 
 def session(model: Any, threads: int | None = None, optimization: str = "basic",
-            optimized_path: str | None = None) -> Any:
+            optimized_path: str | None = None, spinning: bool = True) -> Any:
     """An ONNX Runtime CPU session for a ModelProto or a path. ``optimization``: disable | basic |
-    extended | all; ``optimized_path``: where ORT saves the graph it actually runs."""
+    extended | all; ``optimized_path``: where ORT saves the graph it actually runs; ``spinning=False``:
+    ORT's worker threads sleep as soon as a run ends instead of busy-waiting for the next one (for
+    sessions whose runs alternate with our own computation, which would otherwise compete with them
+    for the cores)."""
     ort = require_ort()
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -32,6 +35,8 @@ def session(model: Any, threads: int | None = None, optimization: str = "basic",
         so.inter_op_num_threads = 1
     if optimized_path is not None:
         so.optimized_model_filepath = optimized_path
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model if isinstance(model, str) else model.SerializeToString()
     return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
 
@@ -86,7 +91,7 @@ def run_collect(model: Any, names: Sequence[str], batches: Iterable[Any],
                 show_progress: bool = True, max_batches: int | None = None) -> int:
     """Run every batch through ``model`` and call ``on_batch(i, {name: array})`` with the requested
     intermediate tensors (plus the model outputs). Returns the number of batches; errors when none."""
-    sess = session(with_outputs(model, names))
+    sess = session(with_outputs(model, names), spinning=False)  # our statistics run between its batches
     out_names = [o.name for o in sess.get_outputs()]
     items = batches if hasattr(batches, "__len__") else list(batches)
     total = len(items) if max_batches is None else min(len(items), max_batches)
