@@ -465,9 +465,10 @@ def run_task(task: Task, tmp: str) -> list[Row]:
 
 
 def latency(task: Task, rows: list[Row], repeat: int = 7) -> None:
-    """Median ms per batch on THREADS threads, every model of the task timed in alternation."""
+    """Median ms per batch on THREADS threads, every model of the task timed in alternation (ORT threads
+    do not spin between runs, so one session's idle workers never compete with the next one's)."""
     live = [r for r in rows if r.ok]
-    sessions = [session(r.path, threads=THREADS, optimization="all") for r in live]
+    sessions = [session(r.path, threads=THREADS, optimization="all", spinning=False) for r in live]
     feeds = [{i.name: task.timing_feed[i.name] for i in s.get_inputs()} for s in sessions]
     for s, f in zip(sessions, feeds, strict=True):
         s.run(None, f)

@@ -109,7 +109,9 @@ class SpeedReport:
 
 def _measure(paths: dict[str, str], feeds: dict[str, dict[str, np.ndarray]], threads: int, warmup: int,
              repeats: int, rounds: int) -> dict[str, list[float]]:
-    sessions = {k: session(p, threads=threads, optimization="all") for k, p in paths.items()}
+    # no spinning: after a run ORT's workers would otherwise busy-wait for a while and take the cores from
+    # the next model's run (on a 2-core machine this alone made 2-thread timings swing by 1.5x)
+    sessions = {k: session(p, threads=threads, optimization="all", spinning=False) for k, p in paths.items()}
     times: dict[str, list[float]] = {k: [] for k in paths}
     for k, s in sessions.items():
         for _ in range(warmup):
