@@ -705,6 +705,70 @@ int64_t qs_hist_count(const float *x, int64_t P, int64_t ld, int64_t c_begin, in
     return skipped;
 }
 
+/* Nearest centroid of points [i0, i1) of X (rows of d floats) among k centroids given as
+ * CT = -2·Cᵀ (d x kpad, zero padded to a multiple of 16) and cn = ||c||² (kpad, +inf padded):
+ * lab[i] = argmin_c cn[c] + Σ_j CT[j][c]·x[j] (lowest index among exact ties) and
+ * dist[i] = max(0, that minimum + xn[i]). Sixteen centroids per vector register and four points per
+ * pass, so no distance matrix is ever written (k-means on the small sub-spaces of product
+ * quantization, where a matrix product with an inner dimension of 4-32 is memory bound). GCC/Clang
+ * vector extensions; elsewhere it returns -1 and the caller takes the matrix-product path. */
+#if defined(__GNUC__)
+typedef float qs_v16f __attribute__((vector_size(64)));
+typedef int32_t qs_v16i __attribute__((vector_size(64)));
+#define QS_NC_POINTS 4
+
+QS_CLONES int64_t qs_nearest_centroid(const float *X, int64_t d, const float *CT, const float *cn, int64_t kpad,
+                                      const float *xn, int64_t i0, int64_t i1, int64_t *lab, float *dist) {
+    const qs_v16i iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    for (int64_t i = i0; i < i1; i += QS_NC_POINTS) {
+        const int64_t np = (i1 - i) < QS_NC_POINTS ? (i1 - i) : QS_NC_POINTS;
+        const float *xr[QS_NC_POINTS];
+        for (int p = 0; p < QS_NC_POINTS; ++p) xr[p] = X + (i + (p < np ? p : 0)) * d;
+        qs_v16f best[QS_NC_POINTS];
+        qs_v16i bi[QS_NC_POINTS];
+        for (int p = 0; p < QS_NC_POINTS; ++p) {
+            best[p] = (qs_v16f){0} + INFINITY;
+            bi[p] = (qs_v16i){0};
+        }
+        for (int64_t c0 = 0; c0 < kpad; c0 += 16) {
+            qs_v16f c, acc[QS_NC_POINTS];
+            memcpy(&c, cn + c0, sizeof c);
+            for (int p = 0; p < QS_NC_POINTS; ++p) acc[p] = c;
+            for (int64_t j = 0; j < d; ++j) {
+                qs_v16f ct;
+                memcpy(&ct, CT + j * kpad + c0, sizeof ct);
+                for (int p = 0; p < QS_NC_POINTS; ++p) acc[p] += xr[p][j] * ct;
+            }
+            const qs_v16i idx = iota + (int32_t)c0;
+            for (int p = 0; p < QS_NC_POINTS; ++p) {
+                const qs_v16i m = acc[p] < best[p];
+                best[p] = (qs_v16f)(((qs_v16i)acc[p] & m) | ((qs_v16i)best[p] & ~m));
+                bi[p] = (idx & m) | (bi[p] & ~m);
+            }
+        }
+        for (int p = 0; p < np; ++p) {
+            float b = best[p][0];
+            int32_t id = bi[p][0];
+            for (int l = 1; l < 16; ++l)
+                if (best[p][l] < b || (best[p][l] == b && bi[p][l] < id)) {
+                    b = best[p][l];
+                    id = bi[p][l];
+                }
+            lab[i + p] = id;
+            const float dd = b + xn[i + p];
+            dist[i + p] = dd > 0.0f ? dd : 0.0f;
+        }
+    }
+    return 0;
+}
+#else
+int64_t qs_nearest_centroid(const float *X, int64_t d, const float *CT, const float *cn, int64_t kpad,
+                            const float *xn, int64_t i0, int64_t i1, int64_t *lab, float *dist) {
+    (void)X; (void)d; (void)CT; (void)cn; (void)kpad; (void)xn; (void)i0; (void)i1; (void)lab; (void)dist;
+    return -1;
+}
+#endif
+
 int qs_abi_version(void) { return 1; }
 
 /* A real (empty) extension module so the shared library builds and imports like any other. */

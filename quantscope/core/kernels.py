@@ -66,8 +66,9 @@ def _load() -> ctypes.CDLL | None:
         lib.qs_mx_quant.argtypes = [p, p, p, p, region, ffmt, ci, i32, i32, f32, ci, ci]
         lib.qs_int_sq_err.argtypes = [p, i64, i64, p, p, i64, i64, f32, f32, ci, p]
         lib.qs_hist_count.argtypes = [p, i64, i64, i64, i64, p, i64, p]
+        lib.qs_nearest_centroid.argtypes = [p, i64, p, p, i64, p, i64, i64, p, p]
         for name in ("qs_int_quant", "qs_float_quant", "qs_int_dequant", "qs_lut_dequant", "qs_mx_quant",
-                     "qs_int_sq_err", "qs_hist_count"):
+                     "qs_int_sq_err", "qs_hist_count", "qs_nearest_centroid"):
             getattr(lib, name).restype = i64
         _lib = lib
     except (ImportError, OSError, AttributeError) as exc:  # no compiler at install time: reference path
@@ -279,3 +280,38 @@ def hist_count(rows: torch.Tensor, scale: torch.Tensor, bins: int) -> torch.Tens
     for extra in parts[1:]:
         out += extra
     return out
+
+
+NEAREST_MAX_DIM = 64  # beyond this a matrix product (torch.bmm) computes the distances faster
+
+
+def nearest_centroid(X: torch.Tensor, C: torch.Tensor, xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Nearest of the (B, k, d) centroids ``C`` for each of the (B, n, d) float32 points ``X`` with
+    squared norms ``xn`` (B, n): (labels (B, n) int64, squared distances (B, n) float32 >= 0), lowest
+    index among exact ties; computed as ``||x||² − 2·x·c + ||c||²`` without a distance matrix. None
+    when the kernel cannot run here (then use the matrix-product path). Points split over threads."""
+    if not on_cpu(X) or X.dtype != torch.float32:
+        return None
+    B, n, d = X.shape
+    k = C.shape[1]
+    kpad = -(-k // 16) * 16
+    X, xn = X.contiguous(), xn.to(torch.float32).contiguous()
+    CT = torch.zeros(B, d, kpad, dtype=torch.float32)
+    CT[:, :, :k] = (-2.0 * C.to(torch.float32)).transpose(1, 2)
+    cn = torch.full((B, kpad), float("inf"), dtype=torch.float32)
+    cn[:, :k] = (C.to(torch.float32) ** 2).sum(-1)
+    labels = torch.empty(B, n, dtype=torch.int64)
+    dists = torch.empty(B, n, dtype=torch.float32)
+    per_problem = max(1, min(torch.get_num_threads(), -(-n * k * d // (MIN_ELEMENTS_PER_THREAD * 16))))
+    jobs = [(b, n * h // per_problem, n * (h + 1) // per_problem) for b in range(B) for h in range(per_problem)]
+
+    def call(job: tuple[int, int, int]) -> int:
+        b, a, e = job
+        return _lib.qs_nearest_centroid(_ptr(X[b]), d, _ptr(CT[b]), _ptr(cn[b]), kpad, _ptr(xn[b]), a, e,
+                                        _ptr(labels[b]), _ptr(dists[b]))
+
+    threads = min(torch.get_num_threads(), len(jobs))
+    results = [call(j) for j in jobs] if threads <= 1 else list(_executor(threads).map(call, jobs))
+    if any(r < 0 for r in results):
+        return None
+    return labels, dists

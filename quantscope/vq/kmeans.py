@@ -1,8 +1,9 @@
 """k-means codebook learning in torch (CPU, or wherever the data lives).
 
-Distances use ``||x||² − 2·x·c + ||c||²`` with one (batched) matrix multiply per chunk of rows, so the
-memory stays bounded (a cache-sized block of about 2 MB of distances per chunk), and a staged arg-min that
-vectorizes on CPU (see :func:`_argmin_rows`).
+Distances use ``||x||² − 2·x·c + ||c||²``: in sub-spaces of up to 64 dimensions by a fused C kernel
+that never writes the distances (:func:`quantscope.core.kernels.nearest_centroid`), otherwise with one
+(batched) matrix multiply per chunk of rows, so the memory stays bounded (a cache-sized block of about
+2 MB of distances per chunk), and a staged arg-min that vectorizes on CPU (see :func:`_argmin_rows`).
 Several independent problems of the same shape (the sub-spaces of product quantization) run together as
 one batch ``(B, n, d)`` through ``torch.bmm``.
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..core import kernels
 from ..report.progress import progress as progress_bar
 from .base import as_matrix
 
@@ -84,16 +86,22 @@ def sq_dists_min(X: torch.Tensor, C: torch.Tensor, xn: torch.Tensor | None = Non
     """Nearest centroid of every point: (labels (B, n) int64, squared distances (B, n) float32, >= 0).
 
     ``X`` is (B, n, d), ``C`` is (B, k, d); ``xn`` optionally the precomputed (B, n) squared norms of X.
-    Computed as ``||x||² − 2·x·c + ||c||²`` in chunks of rows whose (B, rows, k) block of distances stays
-    near cache size (:data:`BLOCK_ELEMENTS` float32 values, at least 256 rows), with one ``torch.bmm`` per
-    chunk and :func:`_argmin_rows`.
+    Computed as ``||x||² − 2·x·c + ||c||²``: for d <= 64 by the fused C kernel
+    (:func:`quantscope.core.kernels.nearest_centroid`, no distance matrix; lowest index among exact
+    ties), otherwise in chunks of rows whose (B, rows, k) block of distances stays near cache size
+    (:data:`BLOCK_ELEMENTS` float32 values, at least 256 rows), with one ``torch.bmm`` per chunk and
+    :func:`_argmin_rows`.
     """
-    B, n, _ = X.shape
+    B, n, d = X.shape
     k = C.shape[1]
-    cn = (C * C).sum(-1)[:, None, :]  # (B, 1, k)
-    Cm2 = (-2.0 * C).transpose(1, 2).contiguous()
     if xn is None:
         xn = (X * X).sum(-1)
+    if d <= kernels.NEAREST_MAX_DIM:  # small sub-spaces: a fused kernel that never writes the distances
+        fused = kernels.nearest_centroid(X, C, xn)
+        if fused is not None:
+            return fused
+    cn = (C * C).sum(-1)[:, None, :]  # (B, 1, k)
+    Cm2 = (-2.0 * C).transpose(1, 2).contiguous()
     labels = torch.empty(B, n, dtype=torch.long, device=X.device)
     dists = torch.empty(B, n, dtype=torch.float32, device=X.device)
     step = min(n, max(256, BLOCK_ELEMENTS // max(B * k, 1)))
@@ -196,14 +204,15 @@ def _repair(X: torch.Tensor, C: torch.Tensor, counts: torch.Tensor, dists: torch
 
 
 def kmeans(X: Any, n_centroids: int, *, n_iter: int = 25, init: Any = "k-means++", batch_size: int | None = None,
-           tol: float = 0.0, seed: int = 0, init_sample: int = 8192, progress: bool = False) -> KMeansResult:
+           tol: float = 0.0, seed: int = 0, init_sample: int | None = None, progress: bool = False) -> KMeansResult:
     """Cluster ``X`` into ``n_centroids`` groups (Lloyd's algorithm, or mini-batch k-means).
 
     Args:
         X: (n, d) array (numpy or torch), or a (B, n, d) torch tensor of B independent problems.
         n_centroids: k; needs n >= k.
         n_iter: Lloyd iterations (full batch) or mini-batch steps.
-        init: ``"k-means++"`` (greedy, on at most ``init_sample`` points), ``"random"`` or centroids.
+        init: ``"k-means++"`` (greedy, on at most ``init_sample`` points; default ``max(4096, 16·k)``:
+            the seeding is sequential over k, so a sample is what keeps it cheap), ``"random"`` or centroids.
         batch_size: None for full batch, else points per mini-batch step.
         tol: stop early when an iteration lowers the objective by less than this fraction (0: never).
         seed: seeds every random choice; same seed and data give the same result.
@@ -215,7 +224,8 @@ def kmeans(X: Any, n_centroids: int, *, n_iter: int = 25, init: Any = "k-means++
     t = _validate(X, n_centroids, n_iter, batch_size)
     B, n, _ = t.shape
     gen = torch.Generator().manual_seed(int(seed))
-    C = _initial(t, n_centroids, init, gen, init_sample)
+    sample = max(4096, 16 * n_centroids) if init_sample is None else int(init_sample)
+    C = _initial(t, n_centroids, init, gen, sample)
     history: list[float] = []
     repaired = iters = 0
     rows = torch.arange(B, device=t.device)[:, None] * n_centroids

@@ -119,3 +119,27 @@ def test_batched_equals_separate_with_256_centroids():
         one = kmeans(X[b], 256, n_iter=4, init=init[b])
         torch.testing.assert_close(both.centroids[b], one.centroids, rtol=1e-5, atol=1e-5)
         assert float((both.labels[b] != one.labels).float().mean()) < 1e-3
+
+
+@pytest.mark.parametrize("d,k", [(4, 256), (16, 256), (8, 100), (64, 16), (96, 256)])
+def test_fused_nearest_centroid_kernel_equals_matrix_product_path(d, k):
+    """The small-sub-space kernel (no distance matrix) and the bmm + staged arg-min path pick the same
+    centroids and distances, for k not a multiple of 16 and d at both sides of the dispatch limit; on an
+    exact tie the kernel takes the lowest index."""
+    from quantscope.core import kernels
+
+    g = torch.Generator().manual_seed(d + k)
+    X = torch.randn(3, 1001, d, generator=g)  # 1001: a ragged last block of points
+    C = torch.randn(3, k, d, generator=g)
+    C[:, 7] = C[:, 3]  # duplicate centroids: an exact tie for the points nearest to them
+    fused = kernels.nearest_centroid(X, C, (X * X).sum(-1))
+    if fused is None:
+        pytest.skip("kernels not built")
+    with kernels.disabled():
+        ref = sq_dists_min(X, C)
+    assert float((fused[0] != ref[0]).float().mean()) < 1e-3  # float ordering may flip near-ties only
+    torch.testing.assert_close(fused[1], ref[1], rtol=1e-4, atol=1e-4)
+    assert not bool((fused[0] == 7).any())  # the tie went to the lower index, 3
+    exact = ((X[:, :, None].double() - C[:, None].double()) ** 2).sum(-1)
+    picked = exact.gather(2, fused[0][..., None]).squeeze(-1)
+    assert float((picked - exact.min(-1).values).max()) < 1e-3
