@@ -106,6 +106,18 @@ def quiet_train(idx, train) -> float:
     return tt
 
 
+def per_query_recall(ids, truth, k: int) -> np.ndarray:
+    """Recall@k of every query (the mean is ``recall_at_k``), for paired comparisons."""
+    f, t = np.asarray(ids)[:, :k], np.asarray(truth)[:, :k]
+    return (f[:, :, None] == t[:, None, :]).any(2).sum(1) / k
+
+
+def paired(ours_q: np.ndarray, theirs_q: np.ndarray) -> tuple[float, float]:
+    """Mean per-query recall difference (ours − FAISS) and its standard error (same queries both sides)."""
+    diff = ours_q - theirs_q
+    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+
+
 def run_faiss(kind, nbytes, base, queries, train, truth):
     """FAISS's row. PQ, OPQ and SQ training does not depend on the metric, so those indexes are trained once
     (L2) and a copy searches by inner product; RQ (whose IP variant stores no norms) trains once per metric."""
@@ -130,6 +142,7 @@ def run_faiss(kind, nbytes, base, queries, train, truth):
         te = time.perf_counter() - t0
         _, ids = idx.search(queries, 10)
         row[metric] = (recall_at_k(ids, truth[metric], 1), recall_at_k(ids, truth[metric], 10))
+        row[metric + "_q"] = per_query_recall(ids, truth[metric], 10)
         if metric == "l2":
             rec = idx.reconstruct_n(0, len(base))
             row.update(train_s=tt, encode_s=te, mse=float(((base - rec) ** 2).sum(1).mean()))
@@ -148,6 +161,7 @@ def run_ours(kind, nbytes, base, queries, train, truth):
     for metric in ("l2", "ip"):
         _, ids = ADCIndex(q, metric).add_codes(codes).search(queries, 10)
         row[metric] = (recall_at_k(ids, truth[metric], 1), recall_at_k(ids, truth[metric], 10))
+        row[metric + "_q"] = per_query_recall(ids, truth[metric], 10)
     return row
 
 
@@ -192,8 +206,8 @@ def main() -> int:
             f = run_faiss(kind, nbytes, base, queries, train, truth)
             rows.append([kind, nbytes, o["l2"][0], f["l2"][0], o["l2"][1], f["l2"][1], o["ip"][1], f["ip"][1],
                          o["mse"], f["mse"], o["train_s"], f["train_s"], o["encode_s"], f["encode_s"]])
-            met_recall.append((f"{name} {kind} {nbytes}B L2", o["l2"][1], f["l2"][1]))
-            met_recall.append((f"{name} {kind} {nbytes}B IP", o["ip"][1], f["ip"][1]))
+            met_recall.append((f"{name} {kind} {nbytes}B L2", o["l2"][1], f["l2"][1], paired(o["l2_q"], f["l2_q"])))
+            met_recall.append((f"{name} {kind} {nbytes}B IP", o["ip"][1], f["ip"][1], paired(o["ip_q"], f["ip_q"])))
             met_time.append((f"{name} {kind} {nbytes}B", o["train_s"], f["train_s"]))
             print(f"  [{time.perf_counter() - t_start:5.0f} s] {name} {kind} {nbytes}B: R@10 L2 {o['l2'][1]:.3f} vs "
                   f"{f['l2'][1]:.3f}, train {o['train_s']:.1f} s vs {f['train_s']:.1f} s", file=sys.stderr, flush=True)
@@ -209,11 +223,18 @@ def main() -> int:
                              [[("-" if v is None else v) if not isinstance(v, float) else round(v, 4) for v in r]
                               for r in rows]))
         print()
-    bad_r = [(n, o, f) for n, o, f in met_recall if o < f]
+    bad_r = [(n, o, f, p) for n, o, f, p in met_recall if o < f]
     bad_t = [(n, o, f) for n, o, f in met_time if o > 2 * f]
+    clear = [n for n, _, _, (dm, se) in bad_r if dm < -2 * se]
     print(f"- target recall@10 >= FAISS at every byte budget: {'met' if not bad_r else 'missed'} "
           f"({len(met_recall) - len(bad_r)}/{len(met_recall)} comparisons"
-          + ("; below: " + "; ".join(f"{n} {o:.3f} vs {f:.3f}" for n, o, f in bad_r) if bad_r else "") + ")")
+          + ("; below (difference ± paired standard error over the queries): " + "; ".join(
+              f"{n} {o:.3f} vs {f:.3f} ({dm:+.4f} ± {se:.4f})" for n, o, f, (dm, se) in bad_r) if bad_r else "") + ")")
+    if bad_r:
+        print(f"- of those, more than 2 standard errors below FAISS: {len(clear)}"
+              + (f" ({'; '.join(clear)})" if clear else " (the others are within the query sampling noise)"))
+    wins = [n for n, o, f, (dm, se) in met_recall if dm > 2 * se]
+    print(f"- recall@10 more than 2 standard errors above FAISS: {len(wins)}/{len(met_recall)} comparisons")
     print(f"- target train time within 2x of FAISS: {'met' if not bad_t else 'missed'} "
           f"({len(met_time) - len(bad_t)}/{len(met_time)}"
           + ("; slower: " + "; ".join(f"{n} {o:.1f}s vs {f:.1f}s" for n, o, f in bad_t) if bad_t else "") + ")")

@@ -129,15 +129,21 @@ def kmeans_plusplus(X: torch.Tensor, k: int, generator: torch.Generator, n_trial
     C = torch.empty(B, k, d, dtype=X.dtype, device=X.device)
     C[:, 0] = X[rows, first]
     D = ((X - C[:, :1]) ** 2).sum(-1)
+    Xt = X.transpose(1, 2)
     for i in range(1, k):
-        weights = D.clamp_min(0.0).cpu().double()
-        flat = weights.sum(1) <= 0
-        if bool(flat.any()):  # every point coincides with a centroid: draw uniformly
-            weights[flat] = 1.0
-        cand = torch.multinomial(weights, trials, replacement=True, generator=generator).to(X.device)
+        # candidates drawn with probability D / sum(D): uniform draws placed in the cumulative sums (float64,
+        # so the last of n small weights stays distinguishable); uniformly when every point is a centroid
+        cum = D.clamp_min(0.0).to(torch.float64).cumsum(1).cpu()
+        total = cum[:, -1:]
+        flat = total[:, 0] <= 0
+        if bool(flat.any()):
+            cum[flat] = torch.arange(1, n + 1, dtype=torch.float64)
+            total = cum[:, -1:]
+        u = torch.rand(B, trials, generator=generator, dtype=torch.float64) * total
+        cand = torch.searchsorted(cum, u, right=True).clamp_max_(n - 1).to(X.device)
         cx = torch.gather(X, 1, cand[..., None].expand(-1, -1, d))  # (B, t, d)
-        dc = (xn[:, None, :] - 2 * torch.bmm(cx, X.transpose(1, 2)) + (cx * cx).sum(-1)[..., None]).clamp_min_(0)
-        newd = torch.minimum(D[:, None, :], dc)
+        dc = torch.baddbmm(xn[:, None, :] + (cx * cx).sum(-1)[..., None], cx, Xt, alpha=-2.0).clamp_min_(0)
+        newd = torch.minimum(D[:, None, :], dc, out=dc)
         best = newd.sum(-1).argmin(1)
         D = newd[rows, best]
         C[:, i] = cx[rows, best]

@@ -46,9 +46,11 @@ class OptimizedProductQuantizer(BaseVectorQuantizer):
         init: ``"random"`` (a random orthogonal matrix, as FAISS) or ``"eigen"`` (eigenvalue allocation:
             good on near-Gaussian data, but a poor local optimum on clustered data at 16 bytes and more).
 
-    The defaults (50 alternations of ONE warm-started k-means step each, after 25 steps at the start) reach a
-    lower distortion than FAISS's OPQMatrix schedule (50 alternations of 4 steps after 40) for less work:
-    the rotation, not the codebooks, is what converges slowly.
+    The defaults (100 alternations of ONE warm-started k-means step each, after 25 steps at the start) reach
+    a lower distortion than FAISS's OPQMatrix schedule (50 alternations of 4 steps after 40) for less work:
+    the rotation, not the codebooks, is what converges slowly (Gaussian mixture 128-d, 20k training
+    vectors: MSE 18.64 / 10.54 / 4.05 at 8 / 16 / 32 bytes against FAISS's 19.24 / 10.94 / 4.29; 50
+    alternations gave 18.95 / 10.93 / 4.57).
         max_train_points: the rotation is learned on at most this many training vectors (a seeded random
             subset; FAISS's OPQMatrix uses 256·256); the final PQ sees every training vector.
         seed, progress: as for PQ.
@@ -60,7 +62,7 @@ class OptimizedProductQuantizer(BaseVectorQuantizer):
     ``history_`` (training distortion after each alternation, on the centred subset), ``dim_``.
     """
 
-    def __init__(self, n_subspaces: int = 8, n_bits: int = 8, *, n_iter_opq: int = 50, n_iter_pq: int = 1,
+    def __init__(self, n_subspaces: int = 8, n_bits: int = 8, *, n_iter_opq: int = 100, n_iter_pq: int = 1,
                  n_iter_pq_0: int = 25, n_iter: int = 25, init: str = "random", max_train_points: int = 65536,
                  seed: int = 0, progress: bool = False) -> None:
         self.n_subspaces = n_subspaces
