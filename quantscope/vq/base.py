@@ -41,6 +41,11 @@ def as_matrix(X: Any, name: str = "X", d: int | None = None) -> tuple[torch.Tens
         raise ValueError(f"{name} has dimension {t.shape[1]} but the quantizer was fitted on dimension {d}; "
                          f"pass vectors of dimension {d} (same embedding model / preprocessing as the fit data)")
     t = t.to(torch.float32)
+    if t.numel() == 0:
+        return t.contiguous(), origin
+    lo, hi = torch.aminmax(t)  # one read-only pass; NaN propagates, Inf shows up as an extreme
+    if bool(torch.isfinite(lo)) and bool(torch.isfinite(hi)):
+        return t.contiguous(), origin
     bad = ~torch.isfinite(t).all(dim=1)
     if bool(bad.any()):
         rows = torch.nonzero(bad).reshape(-1)
