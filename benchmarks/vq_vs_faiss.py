@@ -186,9 +186,6 @@ def main() -> int:
     print(f"`{cmd}` — {cpu_description()['cpu']}, torch threads {threads}, faiss threads {threads}, "
           f"faiss {faiss.__version__}; training subset {args.train} vectors for both; recall = k-recall@k of "
           f"exhaustive code search vs exact float search (no re-ranking)\n")
-    if not args.quick and "RQ" in methods:
-        print("Residual (RQ) and NEQ rows run at 8 and 16 bytes only: 32 sequential 128-d k-means stages are too "
-              "slow for this run on 2 cores (both sides); PQ, OPQ and SQ run at every budget.\n")
     met_recall, met_time = [], []
     t_start = time.perf_counter()
     for name, (base, queries, train) in datasets(args.quick, args.train).items():
@@ -200,8 +197,6 @@ def main() -> int:
             plan = [(k, b) for k, b in plan if k == "SQ" or d % b == 0]
         plan = [(k, b) for k, b in plan if k in methods]
         for kind, nbytes in plan:
-            if kind == "RQ" and nbytes > 16:
-                continue  # 32 sequential 128-d k-means stages are too slow for this run on 2 cores (both sides)
             o = run_ours(kind, nbytes, base, queries, train, truth)
             f = run_faiss(kind, nbytes, base, queries, train, truth)
             rows.append([kind, nbytes, o["l2"][0], f["l2"][0], o["l2"][1], f["l2"][1], o["ip"][1], f["ip"][1],

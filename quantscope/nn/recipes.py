@@ -239,11 +239,15 @@ def _builtin() -> dict[str, Recipe]:
         Recipe("w8a8-hybrid", hybrid_tensor,
                overrides=((r"re:(.*\.)?layer\.\d+\.output\.dense",  # the FFN down-projection, not attention's
                            LayerRule(**w8m, input_format=int8(symmetric=False), input_granularity="token-norm",
-                                     input_mode="dynamic")),),
+                                     input_mode="dynamic")),
+                          (r"re:(.*\.)?attention\.output\.dense",  # smoothing gains nothing here: save its Mul
+                           LayerRule(**w8m, input_format=int8(symmetric=False), input_granularity="tensor",
+                                     input_mode="dynamic"))),
                description="BERT-style encoders, for ONNX Runtime speed: int8 per-channel MSE-calibrated weights; "
-                           "SmoothQuant (alpha 0.7) and per-tensor dynamic int8 inputs (one fused kernel) everywhere "
-                           "but the FFN down-projections (*.output.dense after the GELU), whose outlier tokens get "
-                           "token-normalized dynamic int8 (rows divided by their max|x|, then one fused kernel)"),
+                           "per-tensor dynamic int8 inputs (one fused kernel), with SmoothQuant (alpha 0.7) on the "
+                           "LayerNorm-fed projections (Q/K/V, FFN up); the FFN down-projections (*.output.dense "
+                           "after the GELU), whose outlier tokens need it, get token-normalized dynamic int8 (rows "
+                           "divided by their max|x|, then one fused kernel)"),
         Recipe("w8", LayerRule(**w8), description="weight-only int8, per output channel"),
         Recipe("w4g128", LayerRule(weight_format=int4(), weight_granularity="group:128", weight_calibrator="mse"),
                description="weight-only int4, one scale per 128 inputs (MSE-calibrated)"),

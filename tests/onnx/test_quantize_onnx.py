@@ -182,3 +182,55 @@ def test_smoothed_conv_after_conv_runs_with_all_optimizations(tiny_onnx, tmp_pat
     ref = session(str(out), optimization="disable").run(None, batch)[0]
     got = session(str(out), optimization="all").run(None, batch)[0]
     assert sqnr_db(ref, got) > 30
+
+
+def _exported_gelu_model(path, shared_x_reader: bool = False):
+    """MatMul -> GELU written as PyTorch's exporter does, x · (0.5 · (1 + erf(x / √2))) -> MatMul."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 16)).astype(np.float32), "fc1.weight_t"),
+             numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "fc2.weight_t"),
+             numpy_helper.from_array(np.array(1.4142135, np.float32), "sqrt2"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+    nodes = [helper.make_node("MatMul", ["x", "fc1.weight_t"], ["h"], name="fc1"),
+             helper.make_node("Div", ["h", "sqrt2"], ["hs"], name="gelu_div"),
+             helper.make_node("Erf", ["hs"], ["e"], name="gelu_erf"),
+             helper.make_node("Add", ["e", "one"], ["a"], name="gelu_add"),
+             helper.make_node("Mul", ["half", "a"], ["p"], name="gelu_half"),
+             helper.make_node("Mul", ["h", "p"], ["g"], name="gelu_mul"),
+             helper.make_node("MatMul", ["g", "fc2.weight_t"], ["y"], name="fc2")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])]
+    if shared_x_reader:  # the 0.5·(1+erf) factor is read elsewhere too: must stay as it is
+        outputs.append(helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", 16]))
+    graph = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                              outputs, inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def test_exported_gelu_is_reordered_exactly_so_ort_fuses_it(tmp_path):
+    import collections
+
+    import onnxruntime as ort
+
+    from quantscope.onnx import graph as G
+
+    src = _exported_gelu_model(tmp_path / "g.onnx")
+    m = onnx.load(src)
+    assert G.fusable_gelu(m) == 1
+    onnx.save(m, tmp_path / "r.onnx")
+    x = np.random.default_rng(1).standard_normal((64, 8)).astype(np.float32) * 3
+    before = session(src, optimization="disable").run(None, {"x": x})[0]
+    after = session(str(tmp_path / "r.onnx"), optimization="disable").run(None, {"x": x})[0]
+    assert np.array_equal(before, after)  # bit for bit: ·0.5 commutes with rounding
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(tmp_path / "r.onnx"), so, providers=["CPUExecutionProvider"])
+    ops = collections.Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
+    assert ops["Erf"] == 0 and ops["Gelu"] + ops["BiasGelu"] == 1
+    shared = onnx.load(_exported_gelu_model(tmp_path / "s.onnx", shared_x_reader=True))
+    assert G.fusable_gelu(shared) == 0  # an intermediate with another reader is left alone
+    res = quantize_onnx(src, tmp_path / "q.onnx", "w8a8-dynamic", show_progress=False, analyze=False)
+    assert res.layers and G.fusable_gelu(onnx.load(tmp_path / "q.onnx")) == 0  # already reordered in the output
