@@ -54,8 +54,18 @@ from .core.formats import (
     nf4,
     uint8,
 )
-from .core.granularity import (PerChannel, PerGroup, PerTensor, PerToken, PerTokenNormalized, per_channel, per_group,
-                               per_tensor, per_token, per_token_normalized)
+from .core.granularity import (
+    PerChannel,
+    PerGroup,
+    PerTensor,
+    PerToken,
+    PerTokenNormalized,
+    per_channel,
+    per_group,
+    per_tensor,
+    per_token,
+    per_token_normalized,
+)
 from .core.ops import dequantize, fake_quantize, quantize
 from .core.qtensor import QTensor
 from .core.rounding import ROUNDING_MODES

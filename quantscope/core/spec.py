@@ -19,8 +19,7 @@ from .formats import (
     format_from_dict,
     format_to_dict,
 )
-from .granularity import (GRANULARITY_CLASSES, Granularity, PerChannel, PerGroup, PerTensor, PerToken,
-                          PerTokenNormalized)
+from .granularity import GRANULARITY_CLASSES, Granularity, PerChannel, PerGroup, PerTensor, PerToken, PerTokenNormalized
 from .rounding import normalize_rounding
 
 OVERFLOW_MODES = ("saturate", "wrap", "nonsaturating")

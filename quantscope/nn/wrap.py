@@ -78,7 +78,8 @@ def input_granularity_for(kind: str, text: str, channels: int) -> Granularity:
             return per_group(channels, axis=1)
         if text.startswith("group:"):
             return per_group(int(text.split(":")[1]), axis=1)
-    raise ValueError(f"input granularity {text!r} does not apply to a {kind} (use tensor, token, token-norm (Linear) or group:G)")
+    raise ValueError(f"input granularity {text!r} does not apply to a {kind} "
+                     f"(use tensor, token, token-norm (Linear) or group:G)")
 
 
 def input_granularity(module: nn.Module, text: str) -> Granularity:

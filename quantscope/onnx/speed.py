@@ -137,6 +137,28 @@ def compare_latency(paths: dict[str, str | os.PathLike], batch: Any, threads: in
     return {k: float(np.median(ts)) * 1e3 for k, ts in times.items()}
 
 
+def compare_speedups(paths: dict[str, str | os.PathLike], batch: Any, baseline: str, threads: int = 2,
+                     warmup: int = 5, repeats: int = 60, rounds: int = 20) -> tuple[dict[str, float], dict[str, float]]:
+    """(median ms per model, paired speed-up of every model over ``baseline``), timed as
+    :func:`compare_latency`. The paired speed-up is the median over the ``rounds`` of
+    ``baseline's median / model's median`` within the round: the models of one round run back to back
+    (well under a second), so a slow phase of a shared machine that spans a round cancels out of its
+    ratio instead of landing on whichever model it happened to hit."""
+    if baseline not in paths:
+        raise ValueError(f"baseline {baseline!r} is not one of the models {sorted(paths)}")
+    names = {k: os.fspath(p) for k, p in paths.items()}
+    feeds = {k: feed(session(p, optimization="disable"), batch) for k, p in names.items()}
+    times = _measure(names, feeds, threads, warmup, repeats, rounds)
+    per_round = max(1, repeats // rounds)
+
+    def round_medians(ts: list[float]) -> np.ndarray:
+        return np.median(np.asarray(ts).reshape(-1, per_round), axis=1)
+
+    base = round_medians(times[baseline])
+    paired = {k: float(np.median(base / round_medians(ts))) for k, ts in times.items()}
+    return {k: float(np.median(ts)) * 1e3 for k, ts in times.items()}, paired
+
+
 def layer_kernels(optimized: Any, layer_names: list[str]) -> tuple[list[LayerStatus], list[str]]:
     """Classify each quantized layer by the nodes of ORT's optimized graph that carry its name (ORT keeps
     one original node name on a fused node; our rewrites name every node ``<layer>/...``)."""

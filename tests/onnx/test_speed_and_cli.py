@@ -8,7 +8,14 @@ import pytest
 
 from quantscope.cli import main
 from quantscope.onnx import quantize_onnx
-from quantscope.onnx.speed import annotate_layers, bench_speed, compare_latency, layer_kernels, read_layers
+from quantscope.onnx.speed import (
+    annotate_layers,
+    bench_speed,
+    compare_latency,
+    compare_speedups,
+    layer_kernels,
+    read_layers,
+)
 from tests.onnx.conftest import tiny_batches
 
 
@@ -112,3 +119,12 @@ def test_cli_onnx_bad_input(tiny_onnx, tmp_path, capsys):
 def test_cli_synthetic_data_warns(tiny_onnx, tmp_path, capsys):
     assert main(["quantize", tiny_onnx, "--recipe", "w8a8", "--out", str(tmp_path / "q.onnx"), "--quiet"]) == 0
     assert "synthetic random inputs" in capsys.readouterr().err
+
+
+def test_compare_speedups_pairs_models_round_by_round(tiny_onnx, quantized):
+    ms, paired = compare_speedups({"float": tiny_onnx, "w8a8": quantized}, tiny_batches(1)[0], "float", threads=1,
+                                  warmup=1, repeats=6, rounds=3)
+    assert set(ms) == set(paired) == {"float", "w8a8"}
+    assert paired["float"] == 1.0 and paired["w8a8"] > 0 and all(v > 0 for v in ms.values())
+    with pytest.raises(ValueError, match="baseline"):
+        compare_speedups({"float": tiny_onnx}, tiny_batches(1)[0], "fp32", threads=1, repeats=2, rounds=1)
