@@ -399,14 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print how the calibrated scale and SQNR vary with calibration-set size (bootstrap)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_tensor)
+    from .nn.recipes import names as recipe_names
+
     for cmd, helptext in (("quantize", "quantize a model with a recipe, analyze it layer by layer, save it"),
                           ("analyze", "quantize a model in memory and print the per-layer analysis (no model "
                                       "written)")):
         c = sub.add_parser(cmd, help=helptext)
         c.add_argument("model", help="minilm (built in), a Hugging Face model directory, module:function "
                                      "returning a model or (model, batches), or an .onnx file")
-        c.add_argument("--recipe", default="w8a8", help="w8a8, w8a8-dynamic, w8, w4g128, w4g32, fp8, mxfp4, nf4, "
-                                                        "or a recipe .json/.yaml file")
+        c.add_argument("--recipe", default="w8a8", help=f"a built-in recipe ({', '.join(recipe_names())}) "
+                                                        f"or a recipe .json/.yaml file")
         c.add_argument("--calib", metavar="FILE", help="calibration data: a text file (one sentence per line) for "
                                                         "text models, else a tensor file batched along dim 0; for "
                                                         ".onnx models an .npz of input arrays")

@@ -84,9 +84,9 @@ class _Prepared:
         self.clean = work if self.nonfinite is None else torch.where(self.nonfinite, 0.0, work)
         self.row_max: torch.Tensor | None = None
         if isinstance(spec.granularity, PerTokenNormalized):  # quantize x / max|x_row|, multiply back later
-            if self.nonfinite is None and spec.nonfinite == "error":
-                self.raise_nonfinite_in(work)  # before an Inf turns its whole row into NaN
-            self.row_max = spec.granularity.row_max(self.clean)
+            self.row_max = spec.granularity.row_max(self.clean)  # NaN/Inf show up here (clean has none else)
+            if not bool(torch.isfinite(self.row_max).all()):
+                self.raise_nonfinite_in(work)  # name them before an Inf turns its whole row into NaN
             work = work / self.row_max
             self.clean = work if self.nonfinite is None else torch.where(self.nonfinite, 0.0, work)
         self.work = work

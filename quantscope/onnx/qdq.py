@@ -327,14 +327,13 @@ class DynamicCodes:
 
 
 def _row_max_abs(x: str, base: str, per_token: bool, opset: int, namer: Namer, g: Any) -> tuple[list[Any], str]:
-    """Nodes computing ``max(max|x|, tiny)`` over the last axis (keepdims) or the whole tensor, as
-    max(max x, −min x): two read-only reductions, no |x| tensor written (cheaper than Abs + ReduceMax)."""
+    """Nodes computing ``max|x|`` over the last axis (keepdims) or the whole tensor, as max(max x, −min x):
+    two read-only reductions, no |x| tensor written (cheaper than Abs + ReduceMax)."""
     from onnx import helper, numpy_helper
 
-    nm = {k: namer(f"{base}/{k}") for k in ("max", "min", "neg_min", "amax", "safe_amax")}
-    axes, tiny = namer(f"{base}/axes_const"), namer(f"{base}/tiny_const")
-    g.initializer.extend([numpy_helper.from_array(np.array([-1], dtype=np.int64), axes),
-                          _float_tensor(tiny, np.array(np.finfo(np.float32).tiny))])
+    nm = {k: namer(f"{base}/{k}") for k in ("max", "min", "neg_min", "amax")}
+    axes = namer(f"{base}/axes_const")
+    g.initializer.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), axes))
     new = []
     for op, key in (("ReduceMax", "max"), ("ReduceMin", "min")):
         if not per_token:
@@ -346,9 +345,8 @@ def _row_max_abs(x: str, base: str, per_token: bool, opset: int, namer: Namer, g
     new += [
         helper.make_node("Neg", [nm["min"]], [nm["neg_min"]], name=nm["neg_min"]),
         helper.make_node("Max", [nm["max"], nm["neg_min"]], [nm["amax"]], name=nm["amax"]),
-        helper.make_node("Max", [nm["amax"], tiny], [nm["safe_amax"]], name=nm["safe_amax"]),
     ]
-    return new, nm["safe_amax"]
+    return new, nm["amax"]
 
 
 def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: np.ndarray | None, namer: Namer,
@@ -382,10 +380,13 @@ def dynamic_input_codes(model: Any, x: str, input_spec: QuantSpec, inv_smooth: n
             g.initializer.append(_float_tensor(inv_name, inv_smooth.reshape(-1)))
             g.node.append(helper.make_node("Mul", [x, inv_name], [source], name=source))
         row_scale = None
-        if normalized:
-            new, row_scale = _row_max_abs(source, base, True, opset, namer, g)
-            scaled = namer(f"{base}/normalized")
-            new.append(helper.make_node("Div", [source, row_scale], [scaled], name=scaled))
+        if normalized:  # x / max(max|x_row|, tiny): an all-zero row divides to zeros
+            new, amax = _row_max_abs(source, base, True, opset, namer, g)
+            tiny, row_scale, scaled = (namer(f"{base}/tiny_const"), namer(f"{base}/row_scale"),
+                                       namer(f"{base}/normalized"))
+            g.initializer.append(_float_tensor(tiny, np.array(np.finfo(np.float32).tiny)))
+            new += [helper.make_node("Max", [amax, tiny], [row_scale], name=row_scale),
+                    helper.make_node("Div", [source, row_scale], [scaled], name=scaled)]
             g.node.extend(new)
             source = scaled
         outs = [namer(f"{base}/codes"), namer(f"{base}/step"), namer(f"{base}/zero_point")]

@@ -131,10 +131,16 @@ def compare_latency(paths: dict[str, str | os.PathLike], batch: Any, threads: in
     """Median latency (ms) of several ONNX models on the same input ``batch``, timed in alternation
     (``rounds`` rounds, each running every model ``repeats / rounds`` times) so that slow phases of a
     shared machine hit all of them alike; ratios of these medians are the fair speed-ups."""
+    times = _timings(paths, batch, threads, warmup, repeats, rounds)
+    return {k: float(np.median(ts)) * 1e3 for k, ts in times.items()}
+
+
+def _timings(paths: dict[str, str | os.PathLike], batch: Any, threads: int, warmup: int, repeats: int,
+             rounds: int) -> dict[str, list[float]]:
+    """Seconds of every run of every model (in round order), timed in alternation by :func:`_measure`."""
     names = {k: os.fspath(p) for k, p in paths.items()}
     feeds = {k: feed(session(p, optimization="disable"), batch) for k, p in names.items()}
-    times = _measure(names, feeds, threads, warmup, repeats, rounds)
-    return {k: float(np.median(ts)) * 1e3 for k, ts in times.items()}
+    return _measure(names, feeds, threads, warmup, repeats, rounds)
 
 
 def compare_speedups(paths: dict[str, str | os.PathLike], batch: Any, baseline: str, threads: int = 2,
@@ -146,9 +152,7 @@ def compare_speedups(paths: dict[str, str | os.PathLike], batch: Any, baseline: 
     ratio instead of landing on whichever model it happened to hit."""
     if baseline not in paths:
         raise ValueError(f"baseline {baseline!r} is not one of the models {sorted(paths)}")
-    names = {k: os.fspath(p) for k, p in paths.items()}
-    feeds = {k: feed(session(p, optimization="disable"), batch) for k, p in names.items()}
-    times = _measure(names, feeds, threads, warmup, repeats, rounds)
+    times = _timings(paths, batch, threads, warmup, repeats, rounds)
     per_round = max(1, repeats // rounds)
 
     def round_medians(ts: list[float]) -> np.ndarray:
