@@ -11,9 +11,10 @@ Training follows the recipe of FAISS's ``ResidualQuantizer`` (ideas, not code):
   centroids padded with zeros, up to all d. Plain k-means in a high dimension with data points as seeds
   stalls in poor local optima on Gaussian-like residuals; growing the dimension spreads the centroids
   along the high-variance directions first (reverse water-filling).
-* Optional codebook refinement (``refine_iter``): given the codes, the least-squares update of all
-  codebooks together (normal equations of the one-hot code matrix), then beam re-encoding; a round is
-  kept only when it lowers the training distortion, so refinement never increases it.
+* Optional codebook refinement (``refine_iter``; off by default, since it overfits the training vectors):
+  given the codes, the least-squares update of all codebooks together (normal equations of the one-hot
+  code matrix), then beam re-encoding; a round is kept only when it lowers the training distortion, so
+  refinement never increases it there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from .base import BaseVectorQuantizer, check_int, chunk_rows
-from .kmeans import kmeans
+from .kmeans import kmeans, sq_dists_min
 
 
 def beam_step(res: torch.Tensor, paths: torch.Tensor, book: torch.Tensor, beam_size: int
@@ -65,24 +66,21 @@ def beam_encode(X: torch.Tensor, codebooks: torch.Tensor, beam_size: int) -> tor
 
 
 def _lloyd(Y: torch.Tensor, C: torch.Tensor, n_iter: int) -> torch.Tensor:
-    """``n_iter`` full-batch Lloyd iterations from (k, d) ``C`` on (n, d) ``Y`` (one ``addmm`` and one fused
-    row minimum per chunk). Empty clusters move to the points farthest from their centroids (distinct
-    points), which cannot raise the objective since no point is assigned to them."""
+    """``n_iter`` full-batch Lloyd iterations from (k, d) ``C`` on (n, d) ``Y``. The assignment is
+    :func:`quantscope.vq.kmeans.sq_dists_min` (the fused nearest-centroid kernel in up to 64 dimensions, which
+    is most steps of a progressive run). Empty clusters move to the points farthest from their centroids
+    (distinct points), which cannot raise the objective since no point is assigned to them."""
     k, d = C.shape
-    step = chunk_rows(k)
+    yn = (Y * Y).sum(1)[None]
     for _ in range(n_iter):
-        cn = (C * C).sum(1)
-        labels = torch.empty(Y.shape[0], dtype=torch.long, device=Y.device)
-        dist = torch.empty(Y.shape[0], device=Y.device)
-        for s in range(0, Y.shape[0], step):
-            m, labels[s:s + step] = torch.addmm(cn, Y[s:s + step], C.T, alpha=-2.0).min(1)
-            dist[s:s + step] = m
+        labels, dist = sq_dists_min(Y[None], C[None], yn)
+        labels, dist = labels[0], dist[0]
         counts = torch.bincount(labels, minlength=k)
         sums = torch.zeros(k, d, device=Y.device).index_add_(0, labels, Y)
         C = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], C)
         empty = torch.nonzero(counts == 0).reshape(-1)
         if empty.numel():
-            far = (dist + (Y * Y).sum(1)).topk(empty.numel()).indices  # squared distances to own centroid
+            far = dist.topk(empty.numel()).indices  # squared distances to own centroid
             C[empty] = Y[far]
     return C
 
@@ -175,14 +173,20 @@ class ResidualQuantizer(BaseVectorQuantizer):
     Args:
         n_stages: number of stages (codes per vector).
         n_bits: bits per stage code.
-        beam_size: paths kept while encoding and training (1 = greedy; FAISS's default is 5).
+        beam_size: paths kept while encoding and training (1 = greedy). Default 8 (FAISS's is 5): on the
+            Gaussian benchmark set (8 bytes) it lowers the MSE of vectors outside the training set by 0.4%, for
+            about 1.5x the encoding time.
         n_iter: Lloyd iterations of every k-means run (of every dimension step when progressive).
         progressive_steps: dimension steps of the progressive k-means (1 = plain k-means in full dimension,
             seeded with ``init``); default 10 as FAISS.
         max_points_per_centroid: each stage's k-means sees at most this many residuals per centroid (a seeded
-            sample of all beam entries), as FAISS (256).
-        refine_iter: rounds of least-squares codebook refinement + beam re-encoding after the stages (0 = off;
-            FAISS does none by default, 3 lowers the MSE by a few per cent).
+            sample of all beam entries). Default 512 (FAISS's is 256): later stages then train on all beam
+            residuals of up to 26k vectors at beam 8, which lowers held-out MSE by another 0.5% there.
+        refine_iter: rounds of least-squares codebook refinement + beam re-encoding after the stages (0 = off,
+            the default, as FAISS). Refinement lowers the distortion of the *training* vectors by a few per
+            cent but overfits them: measured on held-out vectors it raised the distortion on both benchmark
+            sets (Gaussian mixture 15.71 -> 16.00, MiniLM docstrings 0.325 -> 0.339 at 8 bytes). Turn it on
+            when the vectors you will encode are the training vectors themselves.
         init: seeding of plain k-means (``progressive_steps=1``): ``"k-means++"`` or ``"random"``.
         seed, progress: seed of every random choice; progress bar over the stages.
 
@@ -190,8 +194,8 @@ class ResidualQuantizer(BaseVectorQuantizer):
     after each stage, non-increasing), ``refine_distortion_`` (after each kept refinement round), ``dim_``.
     """
 
-    def __init__(self, n_stages: int = 4, n_bits: int = 8, *, beam_size: int = 5, n_iter: int = 10,
-                 progressive_steps: int = 10, max_points_per_centroid: int = 256, refine_iter: int = 3,
+    def __init__(self, n_stages: int = 4, n_bits: int = 8, *, beam_size: int = 8, n_iter: int = 10,
+                 progressive_steps: int = 10, max_points_per_centroid: int = 512, refine_iter: int = 0,
                  init: str = "k-means++", seed: int = 0, progress: bool = False) -> None:
         self.n_stages = n_stages
         self.n_bits = n_bits

@@ -14,13 +14,13 @@ def X():
 
 @pytest.fixture(scope="module")
 def fitted(X):
-    return ResidualQuantizer(3, 5).fit(X)
+    return ResidualQuantizer(3, 5, refine_iter=3).fit(X)
 
 
 def test_stage_distortion_decreases_and_round_trip(X, fitted):
     d = fitted.stage_distortion_
     assert d[0] > d[1] > d[2]
-    final = (fitted.refine_distortion_ or d)[-1]  # refinement (default 3 rounds) only lowers it
+    final = (fitted.refine_distortion_ or d)[-1]  # refinement only lowers it
     assert final <= d[-1] and fitted.distortion(X) == pytest.approx(final, rel=1e-4)
     codes = fitted.encode(X)
     assert codes.shape == (2000, 3) and fitted.bytes_per_vector == 2  # 15 bits
