@@ -174,14 +174,15 @@ class ResidualQuantizer(BaseVectorQuantizer):
         n_stages: number of stages (codes per vector).
         n_bits: bits per stage code.
         beam_size: paths kept while encoding and training (1 = greedy). Default 8 (FAISS's is 5): on the
-            Gaussian benchmark set (8 bytes) it lowers the MSE of vectors outside the training set by 0.4%, for
-            about 1.5x the encoding time.
+            Gaussian benchmark set at 8 bytes (100k base vectors, 80% of them unseen in training) it lowers the
+            MSE by 0.4% (15.10 -> 15.03), for about 1.5x the encoding time.
         n_iter: Lloyd iterations of every k-means run (of every dimension step when progressive).
         progressive_steps: dimension steps of the progressive k-means (1 = plain k-means in full dimension,
             seeded with ``init``); default 10 as FAISS.
         max_points_per_centroid: each stage's k-means sees at most this many residuals per centroid (a seeded
             sample of all beam entries). Default 512 (FAISS's is 256): later stages then train on all beam
-            residuals of up to 26k vectors at beam 8, which lowers held-out MSE by another 0.5% there.
+            residuals of up to 16k vectors at beam 8, which lowers that MSE by another 0.6% (-> 14.94), for
+            about 1.7x the training time.
         refine_iter: rounds of least-squares codebook refinement + beam re-encoding after the stages (0 = off,
             the default, as FAISS). Refinement lowers the distortion of the *training* vectors by a few per
             cent but overfits them: measured on held-out vectors it raised the distortion on both benchmark
