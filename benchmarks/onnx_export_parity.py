@@ -117,7 +117,9 @@ def main() -> None:
             m3 = np.broadcast_to(mask[..., None], sim.shape)
             plain = session(qpath, optimization="disable").run(None, feeds)[0]
             fused = session(qpath, optimization="all").run(None, feeds)[0]
+            fused_float_act = session(qpath, optimization="all", matmul_nbits_accuracy=0).run(None, feeds)[0]
             rows.append([recipe, masked_sqnr(sim, plain, m3), masked_sqnr(sim, fused, m3),
+                         masked_sqnr(sim, fused_float_act, m3),
                          masked_sqnr(sim64, sim, m3), masked_sqnr(sim64, plain, m3),
                          masked_sqnr(sim, sim_sdpa, m3), masked_sqnr(ref, sim, m3)])
             if recipe == "w8a8":
@@ -127,16 +129,23 @@ def main() -> None:
     print(f"Float export on padded batches (50 held-out sentences, valid tokens): {float_row[0]}, "
           f"{float_row[1]}.\n")
     print(markdown_table(["recipe", "ORT (no optimizations) vs simulation dB", "ORT (all optimizations) vs "
-                          "simulation dB", "yardstick: simulation float32 vs float64 dB",
+                          "simulation dB", "ORT (all optimizations, MatMulNBits accuracy level 0) vs simulation dB",
+                          "yardstick: simulation float32 vs float64 dB",
                           "ORT (no optimizations) vs float64 simulation dB",
                           "yardstick: simulation eager vs SDPA attention dB",
                           "simulation vs float dB"],
                          [[r[0]] + [f"{v:.1f}" for v in r[1:]] for r in rows]))
-    verdicts = [f"{r[0]} {'>= 35 dB' if r[1] >= 35 else f'{r[1] - r[3]:+.1f} dB vs the yardstick'}" for r in rows]
-    ok = all(r[1] >= 35 or r[1] >= r[3] - 1 for r in rows)
+    verdicts = [f"{r[0]} {'>= 35 dB' if r[1] >= 35 else f'{r[1] - r[4]:+.1f} dB vs the yardstick'}" for r in rows]
+    ok = all(r[1] >= 35 or r[1] >= r[4] - 1 for r in rows)
     print("\nEach recipe: ORT (no optimizations) vs simulation at least 35 dB, or else within 1 dB of the float32-vs-"
           "float64 yardstick (ONNX Runtime reproduces the simulation as closely as float32 arithmetic reproduces "
           f"it at all): {', '.join(verdicts)}; {'all' if ok else 'NOT all'} met.")
+    print("\nWith all optimizations ORT fuses each weight-only Linear (`w8`) into a `MatMulNBits` node, and at its "
+          "default accuracy level (4) that kernel quantizes the activations to int8 at run time, which the weight-only "
+          "recipe does not: the `all optimizations` column shows that change of computation, not float rounding. "
+          "With the session option `session.qdq_matmulnbits_accuracy_level` = 0 (`quantscope.onnx.calibrate.session"
+          "(..., matmul_nbits_accuracy=0)`) the fused kernel keeps float activations and matches the simulation; "
+          "`quantscope bench-speed` flags such layers.")
     print("\nWhere the static `w8a8` divergence comes from, layer by layer: each quantized layer's float input in "
           "ONNX Runtime (no optimizations) against the PyTorch simulation's, and the share of activation codes that "
           "differ (ORT's QuantizeLinear output against the simulation's codes for its own input), valid tokens:\n")

@@ -356,6 +356,8 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
                                                                        "sim vs ORT dB", "flag"], layer_rows, width=160))
     for u in report.unfused_qdq[:20]:
         print(f"unfused: {u}")
+    for note in report.notes:
+        print(f"note: {note}")
     if args.json:
         _write_json_atomic(args.json, report.to_dict())
     if args.html:

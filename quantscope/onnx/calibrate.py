@@ -16,13 +16,22 @@ _NP_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int
              "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
 
 
+MATMULNBITS_ACCURACY_KEY = "session.qdq_matmulnbits_accuracy_level"
+"""ORT session option read when its extended optimizations fuse a weight-only DequantizeLinear -> MatMul
+into a ``MatMulNBits`` node: accuracy level 4 (ORT's default) quantizes the activations to int8 at run time
+(blockwise, dynamic), which a weight-only recipe does not do; 0 (or 1) keeps float activations."""
+
+
 def session(model: Any, threads: int | None = None, optimization: str = "basic",
-            optimized_path: str | None = None, spinning: bool = True) -> Any:
+            optimized_path: str | None = None, spinning: bool = True,
+            matmul_nbits_accuracy: int | None = None) -> Any:
     """An ONNX Runtime CPU session for a ModelProto or a path. ``optimization``: disable | basic |
     extended | all; ``optimized_path``: where ORT saves the graph it actually runs; ``spinning=False``:
     ORT's worker threads sleep as soon as a run ends instead of busy-waiting for the next one (for
     sessions whose runs alternate with our own computation, which would otherwise compete with them
-    for the cores)."""
+    for the cores); ``matmul_nbits_accuracy``: the accuracy level of the ``MatMulNBits`` nodes ORT makes
+    from weight-only layers (None: ORT's default, 4 = int8 activations; 0: float activations, what the
+    weight-only simulation computes), see :data:`MATMULNBITS_ACCURACY_KEY`."""
     ort = require_ort()
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -37,6 +46,11 @@ def session(model: Any, threads: int | None = None, optimization: str = "basic",
         so.optimized_model_filepath = optimized_path
     if not spinning:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if matmul_nbits_accuracy is not None:
+        if matmul_nbits_accuracy not in (0, 1, 2, 3, 4):
+            raise ValueError(f"matmul_nbits_accuracy must be 0 (float activations), 1 (fp32), 2 (fp16), 3 (bf16) "
+                             f"or 4 (int8 activations), got {matmul_nbits_accuracy!r}")
+        so.add_session_config_entry(MATMULNBITS_ACCURACY_KEY, str(matmul_nbits_accuracy))
     source = model if isinstance(model, str) else model.SerializeToString()
     return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
 

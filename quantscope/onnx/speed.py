@@ -24,7 +24,7 @@ import numpy as np
 
 from ..error.accumulate import SqnrAccumulator
 from . import graph as G
-from .calibrate import feed, session, with_outputs
+from .calibrate import MATMULNBITS_ACCURACY_KEY, feed, session, with_outputs
 
 INT8_OPS = frozenset({
     "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
@@ -32,6 +32,9 @@ INT8_OPS = frozenset({
     "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax", "QAttention", "QLinearReduceMean",
     "NhwcQLinearConv", "QLinearWhere", "QEmbedLayerNormalization", "DynamicQuantizeLSTM"})
 WEIGHT_ONLY_OPS = frozenset({"MatMulNBits", "MatMulBnb4", "GatherBlockQuantized"})
+INT8_ACCURACY_LEVEL = 4
+"""``MatMulNBits`` attribute ``accuracy_level`` at which ORT's CPU kernel quantizes the activations to int8
+(blockwise, at run time) and multiplies in integers: the node then is an int8 kernel, not weight-only."""
 FLOAT_COMPUTE_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "FusedConv", "FusedMatMul", "FusedGemm",
                                "NchwcConv", "ConvTransposeWithDynamicPads"})
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -68,9 +71,11 @@ class Latency:
 
 @dataclass
 class LayerStatus:
-    """How ORT executes one quantized layer: ``status`` is ``int8`` (an integer kernel),
+    """How ORT executes one quantized layer: ``status`` is ``int8`` (an integer kernel; this includes
+    ``MatMulNBits`` at accuracy level 4, which quantizes float activations to int8 at run time),
     ``weight-only`` (integer weights, float math), ``float`` (float kernel after dequantizing) or
-    ``fused`` (merged into a neighbour without its own node); ``ops`` the node types found."""
+    ``fused`` (merged into a neighbour without its own node); ``ops`` the node types found, with
+    ``MatMulNBits``'s accuracy level in brackets."""
 
     name: str
     status: str
@@ -94,6 +99,7 @@ class SpeedReport:
     op_counts: dict[str, int]
     unfused_qdq: list[str] = field(default_factory=list)
     output_sim_vs_ort_sqnr_db: float = math.nan
+    notes: list[str] = field(default_factory=list)
 
     def speedup(self, threads: int) -> float:
         """Float latency / quantized latency (median) on ``threads`` threads."""
@@ -163,23 +169,33 @@ def compare_speedups(paths: dict[str, str | os.PathLike], batch: Any, baseline: 
     return {k: float(np.median(ts)) * 1e3 for k, ts in times.items()}, paired
 
 
+def _accuracy_level(node: Any) -> int:
+    for a in node.attribute:
+        if a.name == "accuracy_level":
+            return int(a.i)
+    return 0
+
+
 def layer_kernels(optimized: Any, layer_names: list[str]) -> tuple[list[LayerStatus], list[str]]:
     """Classify each quantized layer by the nodes of ORT's optimized graph that carry its name (ORT keeps
     one original node name on a fused node; our rewrites name every node ``<layer>/...``)."""
     nodes = list(optimized.graph.node)
     out = []
     for name in layer_names:
-        mine = [n.op_type for n in nodes if n.name == name or n.name.startswith(name + "/")]
-        ops = sorted(set(mine))
-        if INT8_OPS & set(ops):
+        mine = [n for n in nodes if n.name == name or n.name.startswith(name + "/")]
+        ops = {n.op_type for n in mine}
+        nbits_int8 = any(n.op_type == "MatMulNBits" and _accuracy_level(n) == INT8_ACCURACY_LEVEL for n in mine)
+        if INT8_OPS & ops or nbits_int8:
             status = "int8"
-        elif WEIGHT_ONLY_OPS & set(ops):
+        elif WEIGHT_ONLY_OPS & ops:
             status = "weight-only"
-        elif FLOAT_COMPUTE_OPS & set(ops):
+        elif FLOAT_COMPUTE_OPS & ops:
             status = "float"
         else:
             status = "fused"
-        out.append(LayerStatus(name, status, ",".join(ops)))
+        shown = sorted({f"MatMulNBits[accuracy_level={_accuracy_level(n)}]" if n.op_type == "MatMulNBits"
+                        else n.op_type for n in mine})
+        out.append(LayerStatus(name, status, ",".join(shown)))
     consumers = G.consumers(optimized)
     unfused = []
     for n in nodes:
@@ -188,6 +204,22 @@ def layer_kernels(optimized: Any, layer_names: list[str]) -> tuple[list[LayerSta
             if users & FLOAT_COMPUTE_OPS:
                 unfused.append(f"{n.name}: DequantizeLinear feeds float {'/'.join(sorted(users & FLOAT_COMPUTE_OPS))}")
     return out, unfused
+
+
+def kernel_notes(statuses: list[LayerStatus], layers_meta: list[dict[str, str]]) -> list[str]:
+    """Warnings a user needs to read the census: layers quantized weight-only by the recipe (float input)
+    that ORT runs with int8 activations anyway (``MatMulNBits`` at accuracy level 4, ORT's default)."""
+    changed = [st.name for st, meta in zip(statuses, layers_meta, strict=True)
+               if f"accuracy_level={INT8_ACCURACY_LEVEL}" in st.ops and meta.get("input", "float") == "float"]
+    if not changed:
+        return []
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    return [f"{len(changed)} weight-only layer(s) ({shown}) run in ORT's MatMulNBits at accuracy level "
+            f"{INT8_ACCURACY_LEVEL}: ORT quantizes their activations to int8 at run time, which the recipe does not "
+            f"simulate, so the output differs from the simulation by more than float rounding. To run what was "
+            f"simulated (float activations, usually as fast), create the session with "
+            f"SessionOptions.add_session_config_entry('{MATMULNBITS_ACCURACY_KEY}', '0') "
+            f"(quantscope.onnx.calibrate.session(..., matmul_nbits_accuracy=0))."]
 
 
 def divergence(quant_model: Any, outputs: list[str], batches: list[Any]) -> tuple[dict[str, float], float]:
@@ -244,4 +276,5 @@ def bench_speed(float_path: str | os.PathLike, quant_path: str | os.PathLike, ba
         st.sim_vs_ort_sqnr_db = per_layer.get(meta["output"], math.nan)
         st.diverges = bool(st.sim_vs_ort_sqnr_db < flag_db)
     return SpeedReport(float_path, quant_path, os.path.getsize(float_path), os.path.getsize(quant_path), n_items,
-                       latencies, statuses, dict(Counter(n.op_type for n in optimized.graph.node)), unfused, final)
+                       latencies, statuses, dict(Counter(n.op_type for n in optimized.graph.node)), unfused, final,
+                       kernel_notes(statuses, layers_meta))

@@ -140,3 +140,38 @@ def test_token_norm_inputs_are_dynamic_only():
         qs.LayerRule(weight_format=qs.int8(), input_format=qs.int8(symmetric=False), input_granularity="token-norm")
     with pytest.raises(ValueError, match="weight granularity"):
         qs.LayerRule(weight_format=qs.int8(), weight_granularity="token-norm")
+
+
+def test_weight_only_export_runs_as_simulated_with_float_activation_matmulnbits(tiny_bert, tmp_path):
+    """With all optimizations ORT fuses each weight-only Linear into MatMulNBits. At ORT's default accuracy
+    level (4) that kernel quantizes the activations to int8, which the w8 recipe does not: the output then
+    moves away from the simulation by the size of that extra quantization. At accuracy level 0 it computes
+    what the simulation computes (float activations, int8 weights), up to float rounding; the kernel census
+    says which one ran and what to set."""
+    from quantscope.onnx.speed import kernel_notes, layer_kernels
+
+    qm = qs.quantize_model(tiny_bert, "w8", show_progress=False)
+    res = export_onnx(qm, bert_batch(2, 8, pad=False), tmp_path / "w8.onnx")
+    batch = {k: np.asarray(v) for k, v in bert_batch(4, 10, seed=11).items()}
+    with torch.no_grad():
+        sim = qm(**{k: torch.from_numpy(v) for k, v in batch.items()}).last_hidden_state.numpy()
+    mask = batch["attention_mask"].astype(bool)
+    db = {}
+    for level in (None, 0):
+        opt = tmp_path / f"opt{level}.onnx"
+        sess = session(res.path, optimization="all", optimized_path=str(opt), matmul_nbits_accuracy=level)
+        db[level] = sqnr_db(sim[mask], sess.run(None, batch)[0][mask])
+        meta = read_layers(onnx.load(res.path))
+        statuses, _ = layer_kernels(onnx.load(opt), [m["name"] for m in meta])
+        fused = [s for s in statuses if "MatMulNBits" in s.ops]
+        assert len(fused) >= 12  # every encoder Linear (pooler may stay a Gemm)
+        if level is None:
+            assert all(s.status == "int8" and "accuracy_level=4" in s.ops for s in fused)
+            assert kernel_notes(statuses, meta) and "matmul_nbits_accuracy=0" in kernel_notes(statuses, meta)[0]
+        else:
+            assert all(s.status == "weight-only" and "accuracy_level=0" in s.ops for s in fused)
+            assert kernel_notes(statuses, meta) == []
+    assert db[0] >= 80  # float rounding only
+    assert db[None] < db[0] - 20  # int8 activations: a real change of what is computed
+    with pytest.raises(ValueError, match="matmul_nbits_accuracy"):
+        session(res.path, matmul_nbits_accuracy=7)

@@ -13,6 +13,7 @@ from quantscope.onnx.speed import (
     bench_speed,
     compare_latency,
     compare_speedups,
+    kernel_notes,
     layer_kernels,
     read_layers,
 )
@@ -41,11 +42,21 @@ def test_kernel_census_classifies_nodes():
     nodes = [helper.make_node("MatMulIntegerToFloat", ["a", "b"], ["c"], name="q.proj/acc", domain="com.microsoft"),
              helper.make_node("DequantizeLinear", ["w", "s"], ["wd"], name="k.proj/weight_dequantize"),
              helper.make_node("MatMul", ["c", "wd"], ["d"], name="k.proj"),
-             helper.make_node("MatMulNBits", ["d", "w2"], ["e"], name="v.proj", domain="com.microsoft")]
+             helper.make_node("MatMulNBits", ["d", "w2"], ["e"], name="v.proj", domain="com.microsoft"),
+             helper.make_node("MatMulNBits", ["e", "w3"], ["f"], name="up.proj", domain="com.microsoft",
+                              accuracy_level=4)]
     g = helper.make_graph(nodes, "g", [], [])
-    statuses, unfused = layer_kernels(helper.make_model(g), ["q.proj", "k.proj", "v.proj", "o.proj"])
-    assert [s.status for s in statuses] == ["int8", "float", "weight-only", "fused"]
+    names = ["q.proj", "k.proj", "v.proj", "o.proj", "up.proj"]
+    statuses, unfused = layer_kernels(helper.make_model(g), names)
+    # MatMulNBits at accuracy level 4 quantizes its activations to int8 at run time: an int8 kernel
+    assert [s.status for s in statuses] == ["int8", "float", "weight-only", "fused", "int8"]
+    assert statuses[2].ops == "MatMulNBits[accuracy_level=0]" and statuses[4].ops == "MatMulNBits[accuracy_level=4]"
     assert len(unfused) == 1 and "k.proj/weight_dequantize" in unfused[0]
+    meta = [{"name": n, "input": "float" if n != "q.proj" else "int8-asym per_tensor (dynamic)"} for n in names]
+    notes = kernel_notes(statuses, meta)
+    assert len(notes) == 1 and "1 weight-only layer(s) (up.proj)" in notes[0]
+    assert "session.qdq_matmulnbits_accuracy_level" in notes[0]
+    assert kernel_notes(statuses[:4], meta[:4]) == []
 
 
 def test_bench_speed_reports_every_layer(tiny_onnx, quantized):
