@@ -80,6 +80,26 @@ def test_bad_arguments():
         kmeans(X, 2, init="bogus")
     with pytest.raises(ValueError, match="batch_size"):
         kmeans(X, 2, batch_size=0)
+    with pytest.raises(ValueError, match="init_trials"):
+        kmeans(X, 2, init_trials=0)
+
+
+def test_greedy_seeding_lowers_the_seeding_potential():
+    """More candidates per greedy k-means++ step keep a seeding of lower potential (sum of squared distances
+    to the nearest seed), averaged over seeds; every choice seeds distinct points."""
+    X = blobs(2000)[None]
+
+    def potential(trials: int, seed: int) -> float:
+        C = kmeans_plusplus(X, 40, torch.Generator().manual_seed(seed), n_trials=trials)
+        assert torch.unique(C[0], dim=0).shape[0] == 40
+        return float(sq_dists_min(X, C)[1].sum())
+
+    one, many = (np.mean([potential(t, s) for s in range(8)]) for t in (1, 7))
+    assert many < one
+    # kmeans seeds with exactly this procedure (no Lloyd step: its objective is the seeding's potential)
+    for trials in (1, 7):
+        res = kmeans(X[0], 40, n_iter=0, init_trials=trials, seed=3)
+        assert res.inertia == pytest.approx(potential(trials, 3), rel=1e-5)
 
 
 @pytest.mark.parametrize("k", [32, 128, 256, 200])
