@@ -75,11 +75,13 @@ class LayerStatus:
     ``MatMulNBits`` at accuracy level 4, which quantizes float activations to int8 at run time),
     ``weight-only`` (integer weights, float math), ``float`` (float kernel after dequantizing) or
     ``fused`` (merged into a neighbour without its own node); ``ops`` the node types found, with
-    ``MatMulNBits``'s accuracy level in brackets."""
+    ``MatMulNBits``'s accuracy level in brackets; ``ort_quantizes_input``: ORT quantizes the layer's float
+    input to int8 at run time on its own (``MatMulNBits`` at accuracy level 4)."""
 
     name: str
     status: str
     ops: str
+    ort_quantizes_input: bool = False
     sim_vs_ort_sqnr_db: float = math.nan
     diverges: bool = False
 
@@ -195,7 +197,7 @@ def layer_kernels(optimized: Any, layer_names: list[str]) -> tuple[list[LayerSta
             status = "fused"
         shown = sorted({f"MatMulNBits[accuracy_level={_accuracy_level(n)}]" if n.op_type == "MatMulNBits"
                         else n.op_type for n in mine})
-        out.append(LayerStatus(name, status, ",".join(shown)))
+        out.append(LayerStatus(name, status, ",".join(shown), ort_quantizes_input=nbits_int8))
     consumers = G.consumers(optimized)
     unfused = []
     for n in nodes:
@@ -210,7 +212,7 @@ def kernel_notes(statuses: list[LayerStatus], layers_meta: list[dict[str, str]])
     """Warnings a user needs to read the census: layers quantized weight-only by the recipe (float input)
     that ORT runs with int8 activations anyway (``MatMulNBits`` at accuracy level 4, ORT's default)."""
     changed = [st.name for st, meta in zip(statuses, layers_meta, strict=True)
-               if f"accuracy_level={INT8_ACCURACY_LEVEL}" in st.ops and meta.get("input", "float") == "float"]
+               if st.ort_quantizes_input and meta.get("input", "float") == "float"]
     if not changed:
         return []
     shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")

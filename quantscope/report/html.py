@@ -235,7 +235,7 @@ def speed_report(report: Any, title: str) -> str:
                if report.unfused_qdq else "<p>none</p>")
     sizes = _table([("float model (bytes)", report.float_bytes), ("quantized model (bytes)", report.quant_bytes),
                     ("model output: simulation vs ORT (dB)", report.output_sim_vs_ort_sqnr_db)])
-    notes = "".join(f"<p><b>Note:</b> {html.escape(n)}</p>" for n in getattr(report, "notes", []))
+    notes = "".join(f"<p><b>Note:</b> {html.escape(n)}</p>" for n in report.notes)
     body = ["<h2>Latency</h2>", lat, sizes, "<h2>Kernels</h2>", notes, counts, "<h2>Unfused Q/DQ</h2>", unfused,
             "<h2>Layers</h2>", layers]
     return html_document(title, body, intro="Simulation = the QDQ graph run with all ORT optimizations off (float "

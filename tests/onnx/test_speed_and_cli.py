@@ -51,6 +51,7 @@ def test_kernel_census_classifies_nodes():
     # MatMulNBits at accuracy level 4 quantizes its activations to int8 at run time: an int8 kernel
     assert [s.status for s in statuses] == ["int8", "float", "weight-only", "fused", "int8"]
     assert statuses[2].ops == "MatMulNBits[accuracy_level=0]" and statuses[4].ops == "MatMulNBits[accuracy_level=4]"
+    assert [s.ort_quantizes_input for s in statuses] == [False, False, False, False, True]
     assert len(unfused) == 1 and "k.proj/weight_dequantize" in unfused[0]
     meta = [{"name": n, "input": "float" if n != "q.proj" else "int8-asym per_tensor (dynamic)"} for n in names]
     notes = kernel_notes(statuses, meta)
