@@ -280,10 +280,10 @@ def main() -> int:
     for (name, nbytes, metric), sides in per_budget.items():
         if nbytes not in budgets:
             continue  # SQ's own sizes (4 and 8 bits per dimension) are not among the byte budgets
-        ok_, oq = max(sides["ours"], key=lambda kq: kq[1].mean())
+        ours_kind, oq = max(sides["ours"], key=lambda kq: kq[1].mean())
         fk, fq = max(sides["faiss"], key=lambda kq: kq[1].mean())
         dm, se = paired(oq, fq)
-        budget_rows.append([name.split(" (")[0], nbytes, metric.upper(), ok_, round(float(oq.mean()), 4), fk,
+        budget_rows.append([name.split(" (")[0], nbytes, metric.upper(), ours_kind, round(float(oq.mean()), 4), fk,
                             round(float(fq.mean()), 4), f"{dm:+.4f} ± {se:.4f}"])
         if oq.mean() < fq.mean():
             budget_bad.append(f"{name} {nbytes}B {metric.upper()}")
